@@ -1,0 +1,45 @@
+#pragma once
+// The one GEMM seam: y = x W^T (+ bias) through oneDNN matmul primitives, with the weight
+// prepacked once (at load) into the layout oneDNN's fastest kernel wants (AMX / AVX-512
+// bf16 here). Activations are float32 in and out; bf16 weights get bf16 activations.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace swiftkv::kernels {
+
+enum class WeightType { F32, BF16 };
+
+class Linear {
+ public:
+  // weight: [out_features, in_features] row-major float32 (PyTorch Linear layout); bias may be
+  // null. The weight is converted/packed here; the caller may free its copy afterwards.
+  Linear(const float* weight, int64_t out_features, int64_t in_features, WeightType type,
+         const float* bias = nullptr);
+  Linear(Linear&&) noexcept;
+  Linear& operator=(Linear&&) noexcept;
+  ~Linear();
+
+  // (rows, in) -> (rows, out). Thread-safe; primitives are created once per row count and
+  // cached (oneDNN 2.6 picks a slower kernel for runtime row counts).
+  void forward(const float* x, int64_t rows, float* y) const;
+
+  int64_t in_features() const;
+  int64_t out_features() const;
+  WeightType weight_type() const;
+  size_t packed_bytes() const;  // memory held by the packed weight (+ bias)
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Scalar reference, float64 accumulation: (rows, in) x (out, in)^T -> (rows, out).
+void linear_reference(const float* x, const float* weight, const float* bias, int64_t rows,
+                      int64_t in_features, int64_t out_features, float* y);
+
+// Sets the thread count used by every kernel (OpenMP and oneDNN).
+void set_num_threads(int threads);
+
+}  // namespace swiftkv::kernels
