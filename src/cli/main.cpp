@@ -1,7 +1,24 @@
-// swiftkv command line: one file per subcommand (added as the layers land).
+// swiftkv: fast Llama / SwiftKV inference on CPU. One file per subcommand.
 #include <iostream>
 
+#include "cli/commands.h"
+#include "common/error.h"
+
 int main(int argc, char** argv) {
-  std::cerr << "swiftkv: no subcommands yet\n";
-  return 1;
+  CLI::App app{"swiftkv: Llama-family inference with SwiftKV (prompt tokens skip the later layers)"};
+  app.require_subcommand(1);
+  swiftkv::cli::add_generate_command(app);
+  swiftkv::cli::add_inspect_command(app);
+  swiftkv::cli::add_import_command(app);
+  swiftkv::cli::add_random_model_command(app);
+  swiftkv::cli::add_bench_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::cerr << "swiftkv: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
 }

@@ -1,0 +1,34 @@
+#pragma once
+// Subcommands of the swiftkv program, one file each, and the options they share.
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "model/model.h"
+
+namespace swiftkv::cli {
+
+void add_generate_command(CLI::App& app);
+void add_inspect_command(CLI::App& app);
+void add_import_command(CLI::App& app);
+void add_random_model_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+
+// -m, --dtype, --threads, --swiftkv: how to load and run a model.
+struct ModelOptions {
+  std::string model_dir;
+  std::string dtype = "bf16";
+  int threads = 0;  // 0: all cores
+  std::string swiftkv = "on";
+};
+void add_model_options(CLI::App& command, ModelOptions& options);
+model::Path selected_path(const ModelOptions& options);
+// Sets the thread count, then loads (with the teacher q/k/v when --swiftkv off needs them).
+std::unique_ptr<model::Model> load_model(const ModelOptions& options, bool load_teacher);
+
+// Peak resident memory of this process so far, in bytes.
+size_t peak_rss_bytes();
+std::string format_bytes(double bytes);
+
+}  // namespace swiftkv::cli

@@ -1,0 +1,290 @@
+#include "model/model.h"
+
+#include <cstring>
+#include <string>
+
+#include "common/bf16.h"
+#include "common/error.h"
+#include "io/checkpoint.h"
+
+namespace swiftkv::model {
+
+struct Model::Layer {
+  std::vector<float> input_norm, post_attention_norm;
+  std::optional<kernels::Linear> qkv;        // fused [q; k; v]: layers < M, teacher for layers >= M
+  std::optional<kernels::Linear> q_swiftkv;  // layers >= M
+  std::optional<kernels::Linear> o, gate_up, down;  // gate_up: fused [gate; up]
+};
+
+namespace {
+
+std::string layer_prefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
+
+// Packs the row-wise concatenation of `weights` (each [out_i, in]) as one Linear, with the
+// matching biases concatenated when `biases` is not empty. Releases the mapped pages after.
+kernels::Linear pack_rows(const io::TensorStore& store, const std::vector<std::string>& weights,
+                          const std::vector<std::string>& biases, kernels::WeightType type) {
+  std::vector<float> weight, bias;
+  int64_t in_features = store.at(weights.front()).shape.at(1), out_features = 0;
+  for (const auto& name : weights) {
+    std::vector<float> part = store.read_f32(name);
+    out_features += store.at(name).shape.at(0);
+    weight.insert(weight.end(), part.begin(), part.end());
+    store.release(name);
+  }
+  for (const auto& name : biases) {
+    std::vector<float> part = store.read_f32(name);
+    bias.insert(bias.end(), part.begin(), part.end());
+  }
+  return kernels::Linear(weight.data(), out_features, in_features, type, bias.empty() ? nullptr : bias.data());
+}
+
+std::vector<std::string> with_suffix(const std::string& prefix, std::initializer_list<const char*> names,
+                                     const char* suffix) {
+  std::vector<std::string> out;
+  for (const char* name : names) out.push_back(prefix + name + suffix);
+  return out;
+}
+
+// h += delta, (rows, hidden).
+void add_in_place(float* h, const float* delta, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) h[i] += delta[i];
+}
+
+}  // namespace
+
+Model::Model() = default;
+Model::~Model() = default;
+
+std::unique_ptr<Model> Model::load(const std::filesystem::path& model_dir, const LoadOptions& options) {
+  std::unique_ptr<Model> model(new Model());
+  io::ModelConfig& config = model->config_;
+  config = io::load_model_config(model_dir);
+  model->store_ = io::TensorStore::open(model_dir);
+  const io::TensorStore& store = model->store_;
+  io::validate_checkpoint(config, store);
+
+  const int64_t num_layers = config.num_hidden_layers, first_swiftkv = config.num_key_value_layers;
+  const auto type = options.weight_type;
+  const bool bias = config.attention_bias;
+  if (options.load_teacher && config.swiftkv()) {
+    for (int64_t l = first_swiftkv; l < num_layers; ++l)
+      for (const auto& name : with_suffix(layer_prefix(l) + "self_attn.", {"q_proj", "k_proj", "v_proj"}, ".weight"))
+        if (!store.contains(name))
+          throw Error("--swiftkv off needs the teacher's " + name + ", which " + model_dir.string() +
+                      " does not have (converted with --drop-teacher?)");
+  }
+
+  model->embedding_ = &store.at("model.embed_tokens.weight");
+  model->layers_.resize(static_cast<size_t>(num_layers));
+  for (int64_t l = 0; l < num_layers; ++l) {
+    Layer& layer = model->layers_[static_cast<size_t>(l)];
+    const std::string prefix = layer_prefix(l), attn = prefix + "self_attn.";
+    layer.input_norm = store.read_f32(prefix + "input_layernorm.weight");
+    layer.post_attention_norm = store.read_f32(prefix + "post_attention_layernorm.weight");
+    if (l < first_swiftkv || options.load_teacher) {
+      layer.qkv = pack_rows(store, with_suffix(attn, {"q_proj", "k_proj", "v_proj"}, ".weight"),
+                            bias ? with_suffix(attn, {"q_proj", "k_proj", "v_proj"}, ".bias")
+                                 : std::vector<std::string>{},
+                            type);
+    }
+    if (l >= first_swiftkv) {
+      layer.q_swiftkv = pack_rows(store, {attn + "q_proj_swiftkv.weight"},
+                                  bias ? std::vector<std::string>{attn + "q_proj_swiftkv.bias"}
+                                       : std::vector<std::string>{},
+                                  type);
+    }
+    layer.o = pack_rows(store, {attn + "o_proj.weight"}, {}, type);
+    layer.gate_up = pack_rows(store, with_suffix(prefix + "mlp.", {"gate_proj", "up_proj"}, ".weight"), {}, type);
+    layer.down = pack_rows(store, {prefix + "mlp.down_proj.weight"}, {}, type);
+  }
+  model->final_norm_ = store.read_f32("model.norm.weight");
+
+  if (config.swiftkv()) {
+    model->norm_swiftkv_ = store.read_f32("model.norm_swiftkv.weight");
+    std::vector<std::string> weights, biases;
+    for (int64_t leader = first_swiftkv; leader < num_layers; leader += config.key_value_group_size) {
+      for (const char* name : {"k_proj_swiftkv", "v_proj_swiftkv"}) {
+        weights.push_back(layer_prefix(leader) + "self_attn." + name + ".weight");
+        if (bias) biases.push_back(layer_prefix(leader) + "self_attn." + name + ".bias");
+      }
+    }
+    model->swiftkv_kv_ = pack_rows(store, weights, biases, type);
+  }
+
+  model->lm_head_ = pack_rows(store, {config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"},
+                              {}, type);
+  model->rope_ = std::make_unique<kernels::RopeTable>(config.head_dim, config.rope_theta, config.rope_scaling,
+                                                      config.max_position_embeddings);
+  return model;
+}
+
+bool Model::has_teacher() const {
+  for (const Layer& layer : layers_)
+    if (!layer.qkv) return false;
+  return true;
+}
+
+KvCache Model::make_cache(int64_t capacity, Path path) const {
+  int64_t caches = path == Path::Teacher ? config_.num_hidden_layers : config_.num_kv_caches();
+  return KvCache(caches, capacity, config_.num_key_value_heads, config_.head_dim);
+}
+
+int64_t Model::kv_bytes_per_token(Path path) const {
+  int64_t caches = path == Path::Teacher ? config_.num_hidden_layers : config_.num_kv_caches();
+  return caches * 2 * config_.num_key_value_heads * config_.head_dim * static_cast<int64_t>(sizeof(float));
+}
+
+size_t Model::weight_bytes() const {
+  size_t bytes = lm_head_->packed_bytes() + (swiftkv_kv_ ? swiftkv_kv_->packed_bytes() : 0);
+  for (const Layer& layer : layers_) {
+    for (const auto* linear : {&layer.qkv, &layer.q_swiftkv, &layer.o, &layer.gate_up, &layer.down})
+      if (*linear) bytes += (*linear)->packed_bytes();
+  }
+  return bytes;
+}
+
+void Model::embed(std::span<const int32_t> tokens, float* out) const {
+  const int64_t hidden = config_.hidden_size;
+  const size_t row_bytes = static_cast<size_t>(hidden) * io::dtype_size(embedding_->dtype);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    const std::byte* row = embedding_->data + static_cast<size_t>(tokens[t]) * row_bytes;
+    float* dst = out + static_cast<int64_t>(t) * hidden;
+    switch (embedding_->dtype) {
+      case io::DType::F32:
+        std::memcpy(dst, row, row_bytes);
+        break;
+      case io::DType::BF16:
+        for (int64_t i = 0; i < hidden; ++i) dst[i] = bf16_to_f32(reinterpret_cast<const uint16_t*>(row)[i]);
+        break;
+      case io::DType::F16:
+        for (int64_t i = 0; i < hidden; ++i) dst[i] = f16_to_f32(reinterpret_cast<const uint16_t*>(row)[i]);
+        break;
+    }
+  }
+}
+
+void Model::attention_block(const Layer& layer, float* h, int64_t rows, const int32_t* positions,
+                            KvCache& cache, int64_t cache_index, bool write_kv) const {
+  const int64_t hidden = config_.hidden_size, nq = config_.num_attention_heads,
+                nkv = config_.num_key_value_heads, d = config_.head_dim;
+  std::vector<float> normed(static_cast<size_t>(rows * hidden));
+  kernels::rmsnorm(h, layer.input_norm.data(), rows, hidden, static_cast<float>(config_.rms_norm_eps),
+                   normed.data());
+
+  // q (and, for KV-producing layers, k and v) with RoPE applied.
+  std::vector<float> projected;
+  int64_t q_stride;
+  if (write_kv) {
+    q_stride = (nq + 2 * nkv) * d;
+    projected.resize(static_cast<size_t>(rows * q_stride));
+    layer.qkv->forward(normed.data(), rows, projected.data());
+    kernels::apply_rope(projected.data() + nq * d, rows, q_stride, nkv, positions, *rope_);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* k = projected.data() + r * q_stride + nq * d;
+      std::memcpy(cache.key(cache_index, positions[r]), k, static_cast<size_t>(nkv * d) * sizeof(float));
+      std::memcpy(cache.value(cache_index, positions[r]), k + nkv * d, static_cast<size_t>(nkv * d) * sizeof(float));
+    }
+  } else {
+    q_stride = nq * d;
+    projected.resize(static_cast<size_t>(rows * q_stride));
+    layer.q_swiftkv->forward(normed.data(), rows, projected.data());
+  }
+  kernels::apply_rope(projected.data(), rows, q_stride, nq, positions, *rope_);
+
+  std::vector<float> attended(static_cast<size_t>(rows * nq * d));
+  kernels::attention(projected.data(), rows, q_stride, cache.key(cache_index, 0), cache.value(cache_index, 0),
+                     cache.token_stride(), positions, {nq, nkv, d}, attended.data(), nq * d);
+  std::vector<float> out(static_cast<size_t>(rows * hidden));
+  layer.o->forward(attended.data(), rows, out.data());
+  add_in_place(h, out.data(), rows * hidden);
+}
+
+void Model::mlp_block(const Layer& layer, float* h, int64_t rows) const {
+  const int64_t hidden = config_.hidden_size, ffn = config_.intermediate_size;
+  std::vector<float> normed(static_cast<size_t>(rows * hidden));
+  kernels::rmsnorm(h, layer.post_attention_norm.data(), rows, hidden, static_cast<float>(config_.rms_norm_eps),
+                   normed.data());
+  std::vector<float> gate_up(static_cast<size_t>(rows * 2 * ffn)), activated(static_cast<size_t>(rows * ffn));
+  layer.gate_up->forward(normed.data(), rows, gate_up.data());
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    kernels::swiglu(gate_up.data() + r * 2 * ffn, gate_up.data() + r * 2 * ffn + ffn, ffn,
+                    activated.data() + r * ffn);
+  std::vector<float> out(static_cast<size_t>(rows * hidden));
+  layer.down->forward(activated.data(), rows, out.data());
+  add_in_place(h, out.data(), rows * hidden);
+}
+
+std::vector<float> Model::forward(std::span<const int32_t> tokens, int64_t start_position, KvCache& cache,
+                                  Path path, Logits logits) const {
+  const int64_t rows = static_cast<int64_t>(tokens.size()), hidden = config_.hidden_size,
+                num_layers = config_.num_hidden_layers, nkv = config_.num_key_value_heads,
+                d = config_.head_dim;
+  if (rows == 0) throw Error("forward: no tokens");
+  const int64_t end = start_position + rows;
+  if (end > cache.capacity() || end > rope_->max_positions())
+    throw Error("sequence of " + std::to_string(end) + " tokens exceeds the context (" +
+                std::to_string(std::min(cache.capacity(), rope_->max_positions())) + " tokens)");
+  if (path == Path::Teacher && !has_teacher())
+    throw Error("this model was loaded without the teacher q/k/v (load it with load_teacher)");
+  const int64_t expected_caches = path == Path::Teacher ? num_layers : config_.num_kv_caches();
+  if (cache.num_caches() != expected_caches) throw Error("forward: KV cache was made for another path");
+  for (int32_t token : tokens)
+    if (token < 0 || token >= config_.vocab_size)
+      throw Error("token id " + std::to_string(token) + " is outside the vocabulary [0, " +
+                  std::to_string(config_.vocab_size) + ")");
+
+  std::vector<int32_t> positions(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) positions[static_cast<size_t>(r)] = static_cast<int32_t>(start_position + r);
+  std::vector<float> h(static_cast<size_t>(rows * hidden));
+  embed(tokens, h.data());
+
+  const int64_t early_layers = path == Path::Teacher ? num_layers : config_.num_key_value_layers;
+  for (int64_t l = 0; l < early_layers; ++l) {
+    const Layer& layer = layers_[static_cast<size_t>(l)];
+    attention_block(layer, h.data(), rows, positions.data(), cache, l, /*write_kv=*/true);
+    mlp_block(layer, h.data(), rows);
+  }
+
+  // Rows that continue past the early layers: only the last one unless every row's logits are wanted.
+  int64_t kept = logits == Logits::All ? rows : 1;
+  const int64_t first_kept = rows - kept;
+  if (early_layers < num_layers) {
+    // SingleInputKV: every later group's K/V for every token from one GEMM on norm_swiftkv(h_M).
+    const int64_t groups = (num_layers - early_layers) / config_.key_value_group_size, kv_width = nkv * d,
+                  row_stride = groups * 2 * kv_width;
+    std::vector<float> normed(static_cast<size_t>(rows * hidden)), kv(static_cast<size_t>(rows * row_stride));
+    kernels::rmsnorm(h.data(), norm_swiftkv_.data(), rows, hidden, static_cast<float>(config_.rms_norm_eps),
+                     normed.data());
+    swiftkv_kv_->forward(normed.data(), rows, kv.data());
+    for (int64_t g = 0; g < groups; ++g) {
+      float* k = kv.data() + g * 2 * kv_width;
+      kernels::apply_rope(k, rows, row_stride, nkv, positions.data(), *rope_);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* k_row = k + r * row_stride;
+        std::memcpy(cache.key(early_layers + g, positions[r]), k_row, static_cast<size_t>(kv_width) * sizeof(float));
+        std::memcpy(cache.value(early_layers + g, positions[r]), k_row + kv_width,
+                    static_cast<size_t>(kv_width) * sizeof(float));
+      }
+    }
+    float* kept_h = h.data() + first_kept * hidden;
+    const int32_t* kept_positions = positions.data() + first_kept;
+    for (int64_t l = early_layers; l < num_layers; ++l) {
+      const Layer& layer = layers_[static_cast<size_t>(l)];
+      attention_block(layer, kept_h, kept, kept_positions, cache, config_.kv_cache_index(l), /*write_kv=*/false);
+      mlp_block(layer, kept_h, kept);
+    }
+  }
+
+  const float* final_rows = h.data() + first_kept * hidden;
+  std::vector<float> normed(static_cast<size_t>(kept * hidden));
+  kernels::rmsnorm(final_rows, final_norm_.data(), kept, hidden, static_cast<float>(config_.rms_norm_eps),
+                   normed.data());
+  std::vector<float> result(static_cast<size_t>(kept * config_.vocab_size));
+  lm_head_->forward(normed.data(), kept, result.data());
+  return result;
+}
+
+}  // namespace swiftkv::model

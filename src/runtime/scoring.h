@@ -1,0 +1,19 @@
+#pragma once
+// Log-likelihood of token sequences: every position runs all layers (the SwiftKV training
+// form, equal to the early-exit path at each position), for eval, perplexity and prompt
+// logprobs.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "model/model.h"
+
+namespace swiftkv::runtime {
+
+// log p(tokens[t] | tokens[0..t-1]) for t = 1..T-1 (T-1 values), in float64.
+std::vector<double> token_logprobs(const model::Model& model, std::span<const int32_t> tokens, model::Path path);
+
+// log_softmax(logits)[token] computed stably in float64.
+double log_softmax_at(std::span<const float> logits, int32_t token);
+
+}  // namespace swiftkv::runtime
