@@ -1,0 +1,224 @@
+// Linear layers through oneDNN matmul. Why it is shaped this way:
+// - The weight is reordered ONCE into the blocked layout the fastest (brgemm, AMX / AVX-512
+//   bf16) kernel wants; forward() never reorders it again.
+// - oneDNN 2.6 picks a slower generic kernel when the row count is a runtime dimension, so a
+//   primitive is created per row count (cached). Every such primitive is created against the
+//   same fixed packed weight desc, so one packed copy serves all row counts.
+// - oneDNN's bf16 matmul wants bf16 activations; forward() converts x (rows, K) to bf16 in a
+//   per-thread scratch buffer (AVX-512 BF16 when available).
+#include "kernels/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <dnnl.hpp>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "common/bf16.h"
+#include "common/error.h"
+
+namespace swiftkv::kernels {
+
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+// The process-wide CPU engine. Engines are immutable handles; creating one per Linear would
+// only duplicate oneDNN's internal state.
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// Row count whose primitive decides the packed weight layout: a prefill-sized GEMM, where
+// the layout matters most for throughput.
+constexpr int64_t kLayoutRows = 512;
+
+// Per-thread growable scratch (bf16 activations, oneDNN scratchpad). Thread-local so that
+// concurrent forward() calls from different threads never share a buffer.
+struct ThreadScratch {
+  std::vector<bf16_t> src;
+  std::vector<char> pad;
+};
+ThreadScratch& thread_scratch() {
+  thread_local ThreadScratch scratch;
+  return scratch;
+}
+
+// (n,) f32 -> (n,) bf16, round to nearest even (the same rounding as f32_to_bf16).
+void convert_to_bf16(const float* x, int64_t n, bf16_t* out) {
+  int64_t i = 0;
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+  for (; i + 32 <= n; i += 32) {
+    __m512bh packed = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
+    _mm512_storeu_si512(reinterpret_cast<void*>(out + i), reinterpret_cast<__m512i>(packed));
+  }
+#endif
+  for (; i < n; ++i) out[i] = f32_to_bf16(x[i]);
+}
+
+}  // namespace
+
+struct Linear::Impl {
+  struct Primitive {
+    dnnl::matmul::primitive_desc pd;
+    dnnl::matmul matmul;
+    size_t scratchpad_bytes = 0;
+  };
+
+  int64_t out_features = 0, in_features = 0;
+  WeightType type = WeightType::F32;
+  bool has_bias = false;
+  dnnl::memory::desc packed_weight_desc;
+  dnnl::memory packed_weight;  // owned by oneDNN, in packed_weight_desc's layout
+  dnnl::memory bias;           // (1, N) f32
+
+  mutable std::mutex cache_mutex;
+  mutable std::unordered_map<int64_t, std::shared_ptr<const Primitive>> cache;
+
+  dt weight_dt() const { return type == WeightType::BF16 ? dt::bf16 : dt::f32; }
+
+  dnnl::matmul::primitive_desc make_pd(int64_t rows, const dnnl::memory::desc& weight_desc) const {
+    dnnl::memory::desc src({rows, in_features}, weight_dt(), tag::ab);
+    dnnl::memory::desc dst({rows, out_features}, dt::f32, tag::ab);
+    dnnl::primitive_attr attr;
+    // User scratchpad: the caller's thread owns it, so concurrent executions never share one.
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (has_bias) {
+      dnnl::memory::desc bias_desc({1, out_features}, dt::f32, tag::ab);
+      return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weight_desc, bias_desc, dst), attr,
+                                          cpu_engine());
+    }
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weight_desc, dst), attr, cpu_engine());
+  }
+
+  std::shared_ptr<const Primitive> primitive(int64_t rows) const {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    auto it = cache.find(rows);
+    if (it != cache.end()) return it->second;
+    auto prim = std::make_shared<Primitive>();
+    try {
+      prim->pd = make_pd(rows, packed_weight_desc);
+    } catch (const dnnl::error& e) {
+      throw Error("oneDNN has no matmul for " + std::to_string(rows) + " rows x " +
+                  std::to_string(in_features) + " -> " + std::to_string(out_features) +
+                  " with the packed weight layout: " + e.what());
+    }
+    prim->matmul = dnnl::matmul(prim->pd);
+    prim->scratchpad_bytes = prim->pd.scratchpad_desc().get_size();
+    cache.emplace(rows, prim);
+    return prim;
+  }
+};
+
+Linear::Linear(const float* weight, int64_t out_features, int64_t in_features, WeightType type,
+               const float* bias)
+    : impl_(std::make_unique<Impl>()) {
+  if (out_features <= 0 || in_features <= 0)
+    throw Error("Linear needs positive shapes, got [" + std::to_string(out_features) + ", " +
+                std::to_string(in_features) + "]");
+  Impl& im = *impl_;
+  im.out_features = out_features;
+  im.in_features = in_features;
+  im.type = type;
+  im.has_bias = bias != nullptr;
+  const dnnl::engine& engine = cpu_engine();
+
+  // Let oneDNN choose the weight layout for a prefill-sized GEMM, then keep it fixed.
+  dnnl::memory::desc any_weight({in_features, out_features}, im.weight_dt(), tag::any);
+  im.packed_weight_desc = im.make_pd(kLayoutRows, any_weight).weights_desc();
+
+  // The PyTorch weight (N, K) row-major is the matmul's (K, N) weight in "ba" order.
+  dnnl::stream stream(engine);
+  dnnl::memory::desc plain_desc({in_features, out_features}, im.weight_dt(), tag::ba);
+  std::vector<bf16_t> weight_bf16;
+  void* plain_ptr = const_cast<float*>(weight);
+  if (type == WeightType::BF16) {
+    weight_bf16.resize(static_cast<size_t>(out_features * in_features));
+    convert_to_bf16(weight, out_features * in_features, weight_bf16.data());
+    plain_ptr = weight_bf16.data();
+  }
+  dnnl::memory plain(plain_desc, engine, plain_ptr);
+  im.packed_weight = dnnl::memory(im.packed_weight_desc, engine);
+  dnnl::reorder(plain, im.packed_weight).execute(stream, plain, im.packed_weight);
+
+  if (bias) {
+    im.bias = dnnl::memory({{1, out_features}, dt::f32, tag::ab}, engine);
+    std::memcpy(im.bias.get_data_handle(), bias, sizeof(float) * out_features);
+  }
+  stream.wait();
+}
+
+Linear::Linear(Linear&&) noexcept = default;
+Linear& Linear::operator=(Linear&&) noexcept = default;
+Linear::~Linear() = default;
+
+int64_t Linear::in_features() const { return impl_->in_features; }
+int64_t Linear::out_features() const { return impl_->out_features; }
+WeightType Linear::weight_type() const { return impl_->type; }
+size_t Linear::packed_bytes() const {
+  size_t bytes = impl_->packed_weight_desc.get_size();
+  if (impl_->has_bias) bytes += sizeof(float) * impl_->out_features;
+  return bytes;
+}
+
+// (rows, K) -> (rows, N)
+void Linear::forward(const float* x, int64_t rows, float* y) const {
+  if (rows <= 0) return;
+  const Impl& im = *impl_;
+  auto prim = im.primitive(rows);
+  const dnnl::engine& engine = cpu_engine();
+  ThreadScratch& scratch = thread_scratch();
+
+  void* src_ptr = const_cast<float*>(x);
+  if (im.type == WeightType::BF16) {
+    const size_t n = static_cast<size_t>(rows * im.in_features);
+    if (scratch.src.size() < n) scratch.src.resize(n);
+    convert_to_bf16(x, static_cast<int64_t>(n), scratch.src.data());
+    src_ptr = scratch.src.data();
+  }
+  if (scratch.pad.size() < prim->scratchpad_bytes) scratch.pad.resize(prim->scratchpad_bytes);
+
+  dnnl::memory src(prim->pd.src_desc(), engine, src_ptr);
+  dnnl::memory dst(prim->pd.dst_desc(), engine, y);
+  dnnl::memory pad(prim->pd.scratchpad_desc(), engine, scratch.pad.data());
+  // A stream per call: CPU streams are cheap, and a shared one would serialise callers.
+  dnnl::stream stream(engine);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src},
+                                             {DNNL_ARG_WEIGHTS, im.packed_weight},
+                                             {DNNL_ARG_DST, dst},
+                                             {DNNL_ARG_SCRATCHPAD, pad}};
+  if (im.has_bias) args.emplace(DNNL_ARG_BIAS, im.bias);
+  prim->matmul.execute(stream, args);
+  stream.wait();
+}
+
+// (rows, in) x (out, in)^T -> (rows, out), float64 accumulation.
+void linear_reference(const float* x, const float* weight, const float* bias, int64_t rows,
+                      int64_t in_features, int64_t out_features, float* y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t o = 0; o < out_features; ++o) {
+      double sum = bias ? bias[o] : 0.0;
+      const float* xr = x + r * in_features;
+      const float* wr = weight + o * in_features;
+      for (int64_t i = 0; i < in_features; ++i) sum += static_cast<double>(xr[i]) * wr[i];
+      y[r * out_features + o] = static_cast<float>(sum);
+    }
+  }
+}
+
+void set_num_threads(int threads) {
+  if (threads < 1) throw Error("thread count must be at least 1, got " + std::to_string(threads));
+  omp_set_num_threads(threads);
+}
+
+}  // namespace swiftkv::kernels

@@ -1,0 +1,135 @@
+// Causal GQA attention against the float64 reference.
+//
+// Tolerance for out[r, h, c] = sum_j p_j v_jc (p = softmax of scores s_j over the T visible
+// keys), derived from float32 error bounds:
+//  * a score is a d-term dot product of pre-scaled queries (scale and product roundings
+//    included): |ds_j| <= gamma_{d+2} * scale * sum_c |q_c k_jc| =: E (max over j);
+//  * softmax weights then carry a relative error <= 2E (a shift common to all scores cancels),
+//    plus the exp's own error and the per-tile rescaling (one rounding per tile, both in the
+//    numerator and the denominator);
+//  * numerator and denominator are T-term float32 sums: gamma_T each;
+// so with weights summing to 1 (and tiles <= T): |out - ref| <= 2 (2E + e_exp + gamma_{2T}) max_j |v_jc|
+// + u |ref| for the final division. This is tight enough that attending to one key too many or
+// too few (an error of order max|v| / T) fails.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels/error_bounds.h"
+#include "kernels/ops.h"
+
+namespace swiftkv::kernels {
+namespace {
+
+using testing::gamma;
+using testing::kExpRelativeError;
+using testing::kUnitF32;
+
+std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+struct Case {
+  int64_t rows, num_heads, num_kv_heads, head_dim, cache_offset;
+  bool shuffle_positions = false;
+};
+
+void check_attention(const Case& c) {
+  SCOPED_TRACE("rows=" + std::to_string(c.rows) + " nq=" + std::to_string(c.num_heads) +
+               " nkv=" + std::to_string(c.num_kv_heads) + " d=" + std::to_string(c.head_dim) +
+               " offset=" + std::to_string(c.cache_offset) + (c.shuffle_positions ? " shuffled" : ""));
+  const int64_t d = c.head_dim, tokens = c.cache_offset + c.rows;
+  // Strides wider than the packed rows, as when q/k/v sit inside a fused buffer.
+  const int64_t q_stride = c.num_heads * d + 3, kv_stride = c.num_kv_heads * d + 5,
+                out_stride = c.num_heads * d + 7;
+  // Scores of a few units, so softmax is neither flat nor one-hot.
+  const auto q = random_values(static_cast<size_t>(c.rows * q_stride), 1, 1.5f);
+  const auto key = random_values(static_cast<size_t>(tokens * kv_stride), 2, 1.5f);
+  const auto value = random_values(static_cast<size_t>(tokens * kv_stride), 3);
+  std::vector<int32_t> positions(static_cast<size_t>(c.rows));
+  std::iota(positions.begin(), positions.end(), static_cast<int32_t>(c.cache_offset));
+  if (c.shuffle_positions) std::shuffle(positions.begin(), positions.end(), std::mt19937(4));
+
+  const AttentionShape shape{c.num_heads, c.num_kv_heads, d};
+  std::vector<float> out(static_cast<size_t>(c.rows * out_stride), -12345.0f), ref(out.size(), -12345.0f);
+  attention(q.data(), c.rows, q_stride, key.data(), value.data(), kv_stride, positions.data(), shape,
+            out.data(), out_stride);
+  reference::attention(q.data(), c.rows, q_stride, key.data(), value.data(), kv_stride, positions.data(),
+                       shape, ref.data(), out_stride);
+
+  const int64_t group = c.num_heads / c.num_kv_heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  int failures = 0;
+  for (int64_t r = 0; r < c.rows && failures < 10; ++r) {
+    const int64_t visible = positions[r] + 1;
+    for (int64_t h = 0; h < c.num_heads; ++h) {
+      const int64_t kvh = h / group;
+      double score_error = 0;
+      for (int64_t t = 0; t < visible; ++t) {
+        double s = 0;
+        for (int64_t i = 0; i < d; ++i)
+          s += std::fabs(static_cast<double>(q[r * q_stride + h * d + i]) * key[t * kv_stride + kvh * d + i]);
+        score_error = std::max(score_error, gamma(d + 2) * scale * s);
+      }
+      const double weight_error = 2 * score_error + kExpRelativeError + gamma(2 * visible);
+      for (int64_t i = 0; i < d; ++i) {
+        double max_v = 0;
+        for (int64_t t = 0; t < visible; ++t)
+          max_v = std::max(max_v, std::fabs(double(value[t * kv_stride + kvh * d + i])));
+        const size_t idx = static_cast<size_t>(r * out_stride + h * d + i);
+        const double tol = 2 * weight_error * max_v + kUnitF32 * std::fabs(ref[idx]);
+        const double err = std::fabs(static_cast<double>(out[idx]) - ref[idx]);
+        if (!(err <= tol)) {
+          ++failures;
+          ADD_FAILURE() << "out[" << r << ", head " << h << ", " << i << "] = " << out[idx] << ", reference "
+                        << ref[idx] << ", error " << err << " > " << tol;
+        }
+      }
+    }
+    for (int64_t pad = c.num_heads * d; pad < out_stride; ++pad)  // beyond the heads: untouched
+      ASSERT_EQ(out[r * out_stride + pad], -12345.0f);
+  }
+}
+
+TEST(Attention, GroupedQueryMatchesReference) {
+  for (int64_t rows : {1, 7, 64, 300}) check_attention({rows, 8, 2, 64, 37});
+}
+
+TEST(Attention, MultiHeadMatchesReference) {
+  for (int64_t rows : {1, 7, 64, 300}) check_attention({rows, 4, 4, 64, 100});
+}
+
+TEST(Attention, OddHeadDimsAndGroups) {
+  check_attention({7, 8, 4, 8, 3});     // stories260K-like head_dim 8
+  check_attention({5, 6, 2, 20, 50});   // head_dim not a multiple of any micro-tile
+  check_attention({3, 32, 8, 128, 0});  // no earlier cache: prompt starts at position 0
+  check_attention({33, 12, 1, 64, 7});  // one KV head for all (MQA), rows spill into a partial block
+}
+
+TEST(Attention, DecodeAgainstLongCache) {
+  check_attention({1, 32, 8, 64, 4095});
+  check_attention({2, 32, 8, 64, 1000});
+}
+
+TEST(Attention, PositionsInAnyOrder) {
+  check_attention({64, 8, 2, 64, 40, true});
+  check_attention({9, 4, 4, 16, 200, true});
+}
+
+TEST(Attention, RejectsBadShapes) {
+  float x = 0;
+  const int32_t position = 0, negative = -1;
+  EXPECT_ANY_THROW(attention(&x, 1, 1, &x, &x, 1, &position, AttentionShape{3, 2, 1}, &x, 1));
+  EXPECT_ANY_THROW(attention(&x, 1, 1, &x, &x, 1, &negative, AttentionShape{1, 1, 1}, &x, 1));
+}
+
+}  // namespace
+}  // namespace swiftkv::kernels
