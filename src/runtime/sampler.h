@@ -9,6 +9,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace swiftkv::runtime {
@@ -29,13 +30,22 @@ class Sampler {
  public:
   Sampler(const SamplingParams& params, int32_t vocab_size);
   // logits: one row of vocab_size (modified in place). prompt / generated: the sequence so far.
-  int32_t sample(std::span<float> logits, std::span<const int32_t> prompt, std::span<const int32_t> generated);
+  // Returns the chosen token id. The random stream is seeded once from params.seed, so a
+  // Sampler gives the same sequence of choices for the same inputs on every run.
+  // Throws swiftkv::Error when logits.size() != vocab_size or a token id is out of range.
+  int32_t sample(std::span<float> logits, std::span<const int32_t> prompt,
+                 std::span<const int32_t> generated);
 
  private:
+  void apply_penalties(std::span<float> logits, std::span<const int32_t> prompt,
+                       std::span<const int32_t> generated);
+
   SamplingParams params_;
   int32_t vocab_size_;
   std::mt19937_64 rng_;
-  std::vector<int32_t> counts_;  // scratch
+  std::vector<int32_t> counts_;                      // scratch, all zero between calls
+  std::vector<float> top_k_scratch_;                 // scratch for the k-th largest logit
+  std::vector<std::pair<double, int32_t>> weights_;  // scratch: (logit, then relative probability; id)
 };
 
 // Stop strings: feed decoded text as it streams; tells whether a stop string has appeared
