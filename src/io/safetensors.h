@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,7 +22,9 @@ struct TensorInfo {
   std::string name;
   DType dtype;
   std::vector<int64_t> shape;
-  const std::byte* data = nullptr;  // inside the read-only mapping, valid while the store lives
+  // Inside the read-only mapping, valid while the store lives. Not necessarily aligned to the
+  // element size (the format only aligns the data section to 8 bytes): copy or memcpy.
+  const std::byte* data = nullptr;
   size_t nbytes = 0;
   std::filesystem::path file;  // for error messages
   int64_t numel() const;
@@ -43,6 +46,8 @@ class TensorStore {
   const TensorInfo& at(const std::string& name) const;  // throws naming the tensor and the files
   std::vector<std::string> names() const;               // sorted
   const std::map<std::string, std::string>& metadata() const;
+  // The model directory the store was opened from (for messages).
+  const std::filesystem::path& directory() const { return directory_; }
 
   // Copies a tensor converted to float32 (any stored dtype).
   std::vector<float> read_f32(const std::string& name) const;
@@ -52,6 +57,7 @@ class TensorStore {
 
  private:
   TensorStore();
+  std::filesystem::path directory_;
   std::vector<std::unique_ptr<MappedFile>> files_;
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
@@ -68,5 +74,20 @@ struct TensorToWrite {
 // atomically: PATH.tmp-XXXX in the same directory, fsync, rename over PATH.
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+// The streaming form (write_safetensors is built on it), for files larger than memory: the
+// header is written from `tensors` first, then write_tensor(i, emit) is called once per tensor,
+// in order, and must pass exactly that tensor's numel * dtype_size bytes to emit, in as many
+// pieces as it likes (anything else throws). Atomic like write_safetensors.
+struct TensorSpec {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  size_t nbytes() const;
+};
+using EmitBytes = std::function<void(const void* data, size_t size)>;
+void write_safetensors_streaming(const std::filesystem::path& path, const std::vector<TensorSpec>& tensors,
+                                 const std::function<void(size_t index, const EmitBytes& emit)>& write_tensor,
+                                 const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
 }  // namespace swiftkv::io
