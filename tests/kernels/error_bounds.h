@@ -18,7 +18,8 @@ inline double gamma(int64_t n, double unit = kUnitF32) {
   return nu / (1.0 - nu);
 }
 
-// The vectorised exp used by softmax and SiLU is documented at ~2 ulp; allow twice that.
-constexpr double kExpRelativeError = 4 * 2 * kUnitF32;
+// The vectorised exp used by softmax and SiLU (kernels/simd.h) is documented at ~2 ulp
+// (= 4 u); SimdExp.RelativeErrorWithinDocumentedBound holds it to that (it measures ~1.3 u).
+constexpr double kExpRelativeError = 2 * 2 * kUnitF32;
 
 }  // namespace swiftkv::kernels::testing

@@ -116,9 +116,12 @@ void check_linear(WeightType type, const Case& c) {
 }
 
 const Case kCases[] = {
-    {1, 72, 40, false},   {3, 72, 40, true},      {64, 72, 40, false},  {300, 72, 40, true},
-    {1, 17, 5, true},     {7, 2048, 130, false},  {64, 512, 256, true}, {300, 2048, 130, true},
-    {1, 2048, 512, true}, {300, 96, 1000, false}, {1, 8192, 64, false},
+    {1, 72, 40, false},   {3, 72, 40, true},
+    {64, 72, 40, false},  {300, 72, 40, true},
+    {1, 17, 5, true},     {7, 2048, 130, false},
+    {64, 512, 256, true}, {300, 2048, 130, true},
+    {1, 2048, 512, true}, {300, 96, 1000, false},
+    {1, 8192, 64, false}, {2100, 40, 24, true},  // taller than one primitive's row limit: runs in slices
 };
 
 TEST(Linear, Float32MatchesReference) {

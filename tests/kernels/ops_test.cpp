@@ -4,13 +4,16 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdio>
 #include <numbers>
 #include <random>
 #include <vector>
 
 #include "kernels/error_bounds.h"
+#include "kernels/simd.h"
 
 namespace swiftkv::kernels {
 namespace {
@@ -25,6 +28,33 @@ std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
   std::vector<float> v(n);
   for (auto& x : v) x = dist(rng);
   return v;
+}
+
+// The vectorised exp behind softmax and SiLU, against float64 exp over its whole finite
+// range; the bound is the one the other tolerances assume.
+TEST(SimdExp, RelativeErrorWithinDocumentedBound) {
+  double worst = 0;
+  for (double x = -86.99; x <= 87.99; x += 0.000731) {
+    float lanes[simd::kLanes];
+    for (int l = 0; l < simd::kLanes; ++l) lanes[l] = static_cast<float>(x + l * 1e-5);
+    float result[simd::kLanes];
+    simd::store(result, simd::exp(simd::load(lanes)));
+    for (int l = 0; l < simd::kLanes; ++l) {
+      const double exact = std::exp(static_cast<double>(lanes[l]));
+      worst = std::max(worst, std::fabs(result[l] - exact) / exact);
+    }
+  }
+  EXPECT_LE(worst, kExpRelativeError);
+  float special[simd::kLanes] = {-INFINITY, INFINITY, NAN, -1000.0f, 1000.0f, 0.0f};
+  float result[simd::kLanes];
+  simd::store(result, simd::exp(simd::load(special)));
+  EXPECT_EQ(result[0], 0.0f);
+  EXPECT_EQ(result[1], INFINITY);
+  EXPECT_TRUE(std::isnan(result[2]));
+  EXPECT_EQ(result[3], 0.0f);
+  EXPECT_EQ(result[4], INFINITY);
+  EXPECT_EQ(result[5], 1.0f);
+  std::printf("simd::exp worst relative error %.3g (%.2f units of roundoff)\n", worst, worst / kUnitF32);
 }
 
 TEST(RmsNorm, MatchesReferenceAndWorksInPlace) {
