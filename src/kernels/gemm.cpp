@@ -92,7 +92,7 @@ struct Linear::Impl {
   dnnl::memory bias;           // (1, N) f32
 
   mutable std::mutex cache_mutex;
-  mutable std::unordered_map<int64_t, std::shared_ptr<const Primitive>> cache;
+  mutable std::unordered_map<int64_t, std::shared_ptr<const Primitive>> cache;  // (rows, threads) ->
 
   dt weight_dt() const { return type == WeightType::BF16 ? dt::bf16 : dt::f32; }
 
@@ -110,9 +110,12 @@ struct Linear::Impl {
     return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weight_desc, dst), attr, cpu_engine());
   }
 
+  // oneDNN fixes a primitive's thread partitioning at creation (from the calling thread's
+  // OpenMP thread count), so the cache is keyed on (rows, threads).
   std::shared_ptr<const Primitive> primitive(int64_t rows) const {
+    const int64_t key = rows * 65536 + std::min(omp_get_max_threads(), 65535);
     std::lock_guard<std::mutex> lock(cache_mutex);
-    auto it = cache.find(rows);
+    auto it = cache.find(key);
     if (it != cache.end()) return it->second;
     auto prim = std::make_shared<Primitive>();
     try {
@@ -124,7 +127,7 @@ struct Linear::Impl {
     }
     prim->matmul = dnnl::matmul(prim->pd);
     prim->scratchpad_bytes = prim->pd.scratchpad_desc().get_size();
-    cache.emplace(rows, prim);
+    cache.emplace(key, prim);
     return prim;
   }
 };

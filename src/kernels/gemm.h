@@ -39,7 +39,9 @@ class Linear {
 void linear_reference(const float* x, const float* weight, const float* bias, int64_t rows,
                       int64_t in_features, int64_t out_features, float* y);
 
-// Sets the thread count used by every kernel (OpenMP and oneDNN).
+// Sets the thread count used by every kernel (OpenMP and oneDNN) started from the calling
+// thread: OpenMP keeps this setting per thread, so call it on the thread(s) that run the
+// forward passes. Linear caches one primitive per (rows, thread count).
 void set_num_threads(int threads);
 
 }  // namespace swiftkv::kernels

@@ -13,6 +13,7 @@
 #include "kernels/gemm.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <random>
@@ -162,6 +163,29 @@ TEST(Linear, ConcurrentCallsWithDifferentRowCounts) {
   }
   for (auto& th : threads) th.join();
   for (size_t t = 0; t < ok.size(); ++t) EXPECT_TRUE(ok[t]) << "thread " << t << " rows " << row_counts[t];
+}
+
+// Primitives are cached per thread count too: changing it between calls must still give
+// the reference result.
+TEST(Linear, ThreadCountChangesBetweenCalls) {
+  const int previous = omp_get_max_threads();
+  const int64_t in = 256, out = 192, rows = 64;
+  const auto weight = random_values(static_cast<size_t>(out * in), 41);
+  const auto x = random_values(static_cast<size_t>(rows * in), 42);
+  Linear linear(weight.data(), out, in, WeightType::F32);
+  std::vector<float> ref(static_cast<size_t>(rows * out));
+  linear_reference(x.data(), weight.data(), nullptr, rows, in, out, ref.data());
+  const auto s = abs_dot(x, weight, rows, in, out);
+  for (int threads : {1, 2, 3, 1}) {
+    set_num_threads(threads);
+    std::vector<float> y(ref.size(), NAN);
+    linear.forward(x.data(), rows, y.data());
+    for (size_t i = 0; i < y.size(); ++i)
+      ASSERT_LE(std::fabs(static_cast<double>(y[i]) - ref[i]),
+                gamma(in + 1) * s[i] + kUnitF32 * std::fabs(ref[i]))
+          << "threads " << threads << " i " << i;
+  }
+  set_num_threads(previous);
 }
 
 TEST(Linear, MovedLinearKeepsItsWeights) {
