@@ -2,7 +2,6 @@
 // tok512.bin (llama2.c's tokenizer) -> tokenizer.json in Hugging Face's Llama-2 form (BPE,
 // "▁" pieces, byte_fallback, merges ranked by score) and the matching tokenizer_config.json.
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 namespace swiftkv::tokenizer {

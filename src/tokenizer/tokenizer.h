@@ -5,12 +5,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace swiftkv::tokenizer {
 
@@ -39,7 +38,7 @@ class Tokenizer {
   std::string id_to_token(int32_t id) const;  // the raw vocabulary piece
   bool is_special(int32_t id) const;
   const std::string& chat_template() const;  // empty when none (kept for later issues)
-  std::string bos_token() const;  // string form ("" when none)
+  std::string bos_token() const;             // string form ("" when none)
   std::string eos_token() const;
 
   struct Impl;
