@@ -6,6 +6,10 @@
 #include <cstdint>
 #include <cstring>
 
+// Without AVX-512 GCC warns that passing these 64-byte vectors changes the ABI; they never
+// cross a library boundary (everything here is inline, internal to the kernels).
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace swiftkv::kernels::simd {
 
 constexpr int kLanes = 16;
