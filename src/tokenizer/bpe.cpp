@@ -163,36 +163,41 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& ids) cons
   struct Candidate {
     int32_t rank;
     int32_t pos;
+    int32_t left_id, right_id;  // the pair when queued: a merge elsewhere may have changed it
     int32_t merged_id;
     // Lowest rank first, leftmost on ties (std::priority_queue pops the "largest").
     bool operator<(const Candidate& other) const {
       return rank != other.rank ? rank > other.rank : pos > other.pos;
     }
   };
-  std::priority_queue<Candidate> queue;
-  auto consider = [&](int32_t pos) {
+  auto candidate_at = [&](int32_t pos) -> std::optional<Candidate> {
     int32_t next = symbols[pos].next;
-    if (next < 0) return;
+    if (next < 0) return std::nullopt;
     auto it = merges_.find(pair_key(symbols[pos].id, symbols[next].id));
-    if (it != merges_.end()) queue.push({it->second.rank, pos, it->second.merged_id});
+    if (it == merges_.end()) return std::nullopt;
+    return Candidate{it->second.rank, pos, symbols[pos].id, symbols[next].id, it->second.merged_id};
   };
-  for (int32_t pos = 0; pos + 1 < static_cast<int32_t>(symbols.size()); ++pos) consider(pos);
+  std::vector<Candidate> initial;
+  initial.reserve(symbols.size());
+  for (int32_t pos = 0; pos + 1 < static_cast<int32_t>(symbols.size()); ++pos)
+    if (auto candidate = candidate_at(pos)) initial.push_back(*candidate);
+  std::priority_queue<Candidate> queue(std::less<Candidate>(), std::move(initial));  // heapify: O(n)
 
   while (!queue.empty()) {
     Candidate top = queue.top();
     queue.pop();
     Symbol& left = symbols[top.pos];
-    if (!left.alive || left.next < 0) continue;
-    // Stale entry: the pair at this position changed since it was queued.
-    auto it = merges_.find(pair_key(left.id, symbols[left.next].id));
-    if (it == merges_.end() || it->second.merged_id != top.merged_id || it->second.rank != top.rank) continue;
+    // Stale entry: this symbol was merged away or its pair changed since it was queued.
+    if (!left.alive || left.next < 0 || left.id != top.left_id || symbols[left.next].id != top.right_id)
+      continue;
     Symbol& right = symbols[left.next];
     right.alive = false;
     left.id = top.merged_id;
     left.next = right.next;
     if (right.next >= 0) symbols[right.next].prev = top.pos;
-    if (left.prev >= 0) consider(left.prev);
-    consider(top.pos);
+    if (left.prev >= 0)
+      if (auto candidate = candidate_at(left.prev)) queue.push(*candidate);
+    if (auto candidate = candidate_at(top.pos)) queue.push(*candidate);
   }
   for (int32_t pos = 0; pos >= 0; pos = symbols[pos].next) ids.push_back(symbols[pos].id);
 }
