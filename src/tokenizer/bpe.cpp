@@ -37,33 +37,36 @@ BpeModel::BpeModel(const nlohmann::json& model) {
   end_of_word_suffix_ = optional_string(model, "end_of_word_suffix");
   const nlohmann::json& merges = model.at("merges");
   merges_.reserve(merges.size());
+  std::string merged;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const nlohmann::json& merge = merges[rank];
-    std::string left, right;
+    std::string_view left, right;  // views into the JSON: no copies for 100k+ merges
     if (merge.is_string()) {
       // "left right": pieces never hold a plain space in this form.
-      const std::string& text = merge.get_ref<const std::string&>();
+      std::string_view text = merge.get_ref<const std::string&>();
       size_t space = text.find(' ');
-      if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos)
-        throw Error("tokenizer.json: merge " + std::to_string(rank) + " \"" + text +
+      if (space == std::string_view::npos || text.find(' ', space + 1) != std::string_view::npos)
+        throw Error("tokenizer.json: merge " + std::to_string(rank) + " \"" + std::string(text) +
                     "\" is not \"left right\"");
       left = text.substr(0, space);
       right = text.substr(space + 1);
-    } else if (merge.is_array() && merge.size() == 2) {
-      left = merge[0].get<std::string>();
-      right = merge[1].get<std::string>();
+    } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
+      left = merge[0].get_ref<const std::string&>();
+      right = merge[1].get_ref<const std::string&>();
     } else {
       throw Error("tokenizer.json: merge " + std::to_string(rank) + " " + merge.dump() + " is not a pair");
     }
     // With a continuing-subword prefix ("##"), the right piece carries it and the merged
     // token does not repeat it.
-    std::string merged = !continuing_subword_prefix_.empty() && right.starts_with(continuing_subword_prefix_)
-                             ? left + right.substr(continuing_subword_prefix_.size())
-                             : left + right;
+    merged.assign(left);
+    if (!continuing_subword_prefix_.empty() && right.starts_with(continuing_subword_prefix_))
+      merged.append(right.substr(continuing_subword_prefix_.size()));
+    else
+      merged.append(right);
     auto left_id = vocab_.find(left), right_id = vocab_.find(right), merged_id = vocab_.find(merged);
     if (left_id == vocab_.end() || right_id == vocab_.end() || merged_id == vocab_.end())
-      throw Error("tokenizer.json: merge " + std::to_string(rank) + " (\"" + left + "\", \"" + right +
-                  "\") uses a token that is not in the vocabulary");
+      throw Error("tokenizer.json: merge " + std::to_string(rank) + " (\"" + std::string(left) + "\", \"" +
+                  std::string(right) + "\") uses a token that is not in the vocabulary");
     // A pair listed twice keeps its first (best) rank, as Hugging Face does.
     merges_.emplace(pair_key(left_id->second, right_id->second),
                     Merge{static_cast<int32_t>(rank), merged_id->second});
