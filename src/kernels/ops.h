@@ -42,7 +42,8 @@ void apply_rope(float* x, int64_t rows, int64_t row_stride, int64_t heads, const
 // (tokens, nkv, d), token t at key + t * kv_stride (same for value). Query row r sits at
 // position positions[r] and sees cache tokens 0..positions[r] inclusive (the cache must
 // already hold them). Query head h reads KV head h / (nq / nkv). Softmax scale 1/sqrt(d).
-// out: (rows, nq * d), rows `out_stride` floats apart.
+// out: (rows, nq * d), rows `out_stride` floats apart. out may alias q when the strides are
+// equal (each head's query is read before that head's output is written).
 struct AttentionShape {
   int64_t num_heads, num_kv_heads, head_dim;
 };

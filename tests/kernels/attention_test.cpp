@@ -124,6 +124,22 @@ TEST(Attention, PositionsInAnyOrder) {
   check_attention({9, 4, 4, 16, 200, true});
 }
 
+TEST(Attention, InPlaceOverQueries) {
+  const int64_t rows = 70, nq = 8, nkv = 2, d = 32, tokens = 90, stride = nq * d;
+  const auto q = random_values(static_cast<size_t>(rows * stride), 5);
+  const auto key = random_values(static_cast<size_t>(tokens * nkv * d), 6);
+  const auto value = random_values(static_cast<size_t>(tokens * nkv * d), 7);
+  std::vector<int32_t> positions(static_cast<size_t>(rows));
+  std::iota(positions.begin(), positions.end(), static_cast<int32_t>(tokens - rows));
+  const AttentionShape shape{nq, nkv, d};
+  std::vector<float> separate(q.size()), in_place = q;
+  attention(q.data(), rows, stride, key.data(), value.data(), nkv * d, positions.data(), shape,
+            separate.data(), stride);
+  attention(in_place.data(), rows, stride, key.data(), value.data(), nkv * d, positions.data(), shape,
+            in_place.data(), stride);
+  EXPECT_EQ(separate, in_place);
+}
+
 TEST(Attention, RejectsBadShapes) {
   float x = 0;
   const int32_t position = 0, negative = -1;
