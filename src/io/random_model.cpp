@@ -114,16 +114,17 @@ void fill_normal(uint64_t stream, size_t first, float* out, size_t count, float 
 
 bool is_norm(const std::string& name) { return name.find("norm") != std::string::npos; }
 
-// Values of a base tensor [first, first + count) as float, already rounded to `dtype` so that
-// a copy or mean of them matches what a reader of the written file sees.
-void base_values(uint64_t seed, const std::string& name, size_t first, float* out, size_t count,
-                 DType dtype) {
+// Values of a base tensor [first, first + count) as float. With round_to_dtype they are rounded
+// to `dtype` first, so that a copy or mean of them matches what a reader of the file sees
+// (not needed when they are about to be converted for writing anyway).
+void base_values(uint64_t seed, const std::string& name, size_t first, float* out, size_t count, DType dtype,
+                 bool round_to_dtype) {
   if (is_norm(name)) {
     std::fill(out, out + count, 1.0f);
     return;
   }
   fill_normal(tensor_seed(seed, name), first, out, count, 0.02f);
-  if (dtype == DType::BF16)
+  if (round_to_dtype && dtype == DType::BF16)
     for (size_t i = 0; i < count; ++i) out[i] = bf16_to_f32(f32_to_bf16(out[i]));
 }
 
@@ -252,7 +253,7 @@ void write_random_model(const std::string& preset_name, std::optional<int64_t> n
     for (size_t i = 0; i < base_count; ++i) {
       if (specs[i].name != name) continue;
       std::vector<float> values(specs[i].nbytes() / dtype_size(dtype));
-      base_values(seed, name, 0, values.data(), values.size(), dtype);
+      base_values(seed, name, 0, values.data(), values.size(), dtype, /*round_to_dtype=*/true);
       return values;
     }
     throw Error("random-model: no base tensor " + name);
@@ -278,7 +279,7 @@ void write_random_model(const std::string& preset_name, std::optional<int64_t> n
       }
       for (size_t first = 0; first < count; first += kChunk) {
         const size_t n = std::min(kChunk, count - first);
-        base_values(seed, specs[index].name, first, chunk.data(), n, dtype);
+        base_values(seed, specs[index].name, first, chunk.data(), n, dtype, /*round_to_dtype=*/false);
         emit_as(chunk.data(), n, dtype, emit);
       }
     });

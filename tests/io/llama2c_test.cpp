@@ -10,6 +10,7 @@
 #include "io/model_config.h"
 #include "io_test_util.h"
 #include "test_paths.h"
+#include "tokenizer/tokenizer.h"
 
 namespace swiftkv::io {
 namespace {
@@ -68,6 +69,9 @@ TEST(Llama2c, ImportsStories260K) {
   EXPECT_EQ(generation["bos_token_id"], 1);
   EXPECT_TRUE(read_json_file(out / "tokenizer.json").contains("model"));
   EXPECT_TRUE(read_json_file(out / "tokenizer_config.json").is_object());
+  tokenizer::Tokenizer tokenizer = tokenizer::Tokenizer::from_dir(out);
+  EXPECT_EQ(tokenizer.vocab_size(), 512);
+  EXPECT_EQ(tokenizer.decode(tokenizer.encode("Once upon a time"), true), "Once upon a time");
 
   TensorStore store = TensorStore::open(out);
   EXPECT_NO_THROW(validate_checkpoint(config, store));

@@ -11,6 +11,7 @@
 #include "io/swiftkv_transform.h"
 #include "io_test_util.h"
 #include "test_paths.h"
+#include "tokenizer/tokenizer.h"
 
 namespace swiftkv::io {
 namespace {
@@ -158,6 +159,15 @@ TEST(RandomModel, WritesAByteLevelTokenizer) {
   ModelConfig config = load_model_config(out);
   EXPECT_EQ(config.bos_token_id, 256);
   EXPECT_EQ(config.eos_token_ids, std::vector<int>{257});
+  // The tokenizer library loads it: every byte is its own token, BOS is prepended, text round-trips.
+  tokenizer::Tokenizer loaded = tokenizer::Tokenizer::from_dir(out);
+  const std::string text = "Hello, w\xC3\xB6rld!\n\t";
+  std::vector<int32_t> expected = {256};
+  for (unsigned char byte : text) expected.push_back(byte);
+  EXPECT_EQ(loaded.encode(text), expected);
+  EXPECT_EQ(loaded.decode(expected, /*skip_special_tokens=*/true), text);
+  EXPECT_EQ(loaded.vocab_size(), 320);
+  EXPECT_EQ(loaded.eos_ids(), std::vector<int32_t>{257});
   // Distinct symbols for all 256 bytes.
   std::set<int> ids;
   for (const auto& [symbol, id] : vocab.items())
