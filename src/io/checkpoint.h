@@ -22,9 +22,11 @@ std::vector<ExpectedTensor> inference_tensors(const ModelConfig& config);
 // The teacher q/k/v (+bias) of layers >= M: optional at inference, needed for --swiftkv off.
 std::vector<ExpectedTensor> teacher_tensors(const ModelConfig& config);
 
-// Throws swiftkv::Error listing every problem: a missing tensor, a wrong shape ("tensor X in
-// FILE has shape [a, b], config says [c, d]"), an unexpected tensor. Teacher tensors are
-// checked for shape when present.
+// Throws swiftkv::Error listing every problem, one per line: a missing tensor ("missing tensor
+// X (config.json implies shape [c, d])"), a wrong shape ("model.safetensors: tensor X has shape
+// [a, b], config.json implies [c, d] (file PATH)"), an unexpected tensor. Tolerated when
+// present, shape-checked: the teacher q/k/v of layers >= M, lm_head of a tied model (some
+// exporters keep it), and *.rotary_emb.inv_freq buffers (ignored).
 void validate_checkpoint(const ModelConfig& config, const TensorStore& store);
 
 }  // namespace swiftkv::io
