@@ -1,5 +1,5 @@
 // Kernel benchmark on Llama-3.2-1B shapes.
-//   swiftkv_kernels_bench [--threads N] [--rows-prefill N] [--repeats N]
+//   swiftkv_kernels_bench [--threads N] [--rows-prefill N] [--calls N]
 // For each projection shape it times, interleaved in one run (the machine's cores are shared,
 // so only side-by-side ratios are meaningful):
 //   (a) "oneDNN": a standalone bf16 matmul created the plain way for that exact row count
@@ -35,19 +35,20 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Best per-call time of `iterations` calls, over `repeats` rounds; the two candidates are
-// measured in alternating rounds so that both see the same background load.
+// Fastest single call of each candidate over `calls` calls, alternating a and b call by
+// call: the cores are shared with other work, and the fastest call is the one least
+// disturbed by it, so the minima of interleaved calls compare like with like.
 std::pair<double, double> time_pair(const std::function<void(int)>& a, const std::function<void(int)>& b,
-                                    int iterations, int repeats) {
+                                    int calls) {
   a(0), b(0);  // warm-up: primitive creation, page faults
   double best_a = 1e30, best_b = 1e30;
-  for (int r = 0; r < repeats; ++r) {
+  for (int i = 0; i < calls; ++i) {
     double t0 = now_seconds();
-    for (int i = 0; i < iterations; ++i) a(i);
-    best_a = std::min(best_a, (now_seconds() - t0) / iterations);
+    a(i);
+    best_a = std::min(best_a, now_seconds() - t0);
     t0 = now_seconds();
-    for (int i = 0; i < iterations; ++i) b(i);
-    best_b = std::min(best_b, (now_seconds() - t0) / iterations);
+    b(i);
+    best_b = std::min(best_b, now_seconds() - t0);
   }
   return {best_a, best_b};
 }
@@ -93,13 +94,13 @@ struct Shape {
 };
 
 // The decode ceiling: GB/s of a plain parallel streaming read of 256 MB (what a rows = 1
-// GEMM must at least do with its weights), best of `repeats`.
-double stream_read_gbps(int repeats) {
+// GEMM must at least do with its weights), best of `calls`.
+double stream_read_gbps(int calls) {
   const size_t n = (256u << 20) / sizeof(uint32_t);
   std::vector<uint32_t> buffer(n, 1u);
   double best = 1e30;
   uint32_t sink = 0;
-  for (int r = 0; r < repeats; ++r) {
+  for (int r = 0; r < calls; ++r) {
     const double t0 = now_seconds();
     uint32_t x = 0;  // integer xor: associative, so it vectorises without fast-math
 #pragma omp parallel for reduction(^ : x)
@@ -111,7 +112,7 @@ double stream_read_gbps(int repeats) {
   return n * sizeof(uint32_t) / best / 1e9;
 }
 
-void bench_linear(int64_t rows, int repeats) {
+void bench_linear(int64_t rows, int calls) {
   const Shape shapes[] = {{"q_proj/o_proj", 2048, 2048},
                           {"k_proj/v_proj", 512, 2048},
                           {"gate/up_proj", 8192, 2048},
@@ -119,7 +120,7 @@ void bench_linear(int64_t rows, int repeats) {
   const bool decode = rows == 1;
   std::printf("\nLinear bf16, rows = %ld (%s)\n", rows,
               decode ? "decode: GB/s of weights" : "prefill: TFLOP/s");
-  if (decode) std::printf("streaming-read ceiling before: %.1f GB/s\n", stream_read_gbps(repeats));
+  if (decode) std::printf("streaming-read ceiling before: %.1f GB/s\n", stream_read_gbps(calls));
   std::printf("%-14s %6s %6s | %10s %10s | %8s\n", "shape", "N", "K", "oneDNN", "Linear", "ratio");
   double total_ceiling = 0, total_ours = 0;
   for (const Shape& s : shapes) {
@@ -136,10 +137,10 @@ void bench_linear(int64_t rows, int repeats) {
     }
     const auto x = random_values(static_cast<size_t>(rows * s.k), 2);
     std::vector<float> y(static_cast<size_t>(rows * s.n));
-    const int iterations = decode ? copies * 4 : 3;
+    const int timed_calls = decode ? std::max(2 * copies, 5 * calls) : calls;
     auto [t_plain, t_ours] =
         time_pair([&](int i) { plain[i % copies]->run(); },
-                  [&](int i) { ours[i % copies].forward(x.data(), rows, y.data()); }, iterations, repeats);
+                  [&](int i) { ours[i % copies].forward(x.data(), rows, y.data()); }, timed_calls);
     const double work = decode ? weight_bytes / 1e9 : 2.0 * rows * s.n * s.k / 1e12;
     std::printf("%-14s %6ld %6ld | %10.3f %10.3f | %8.2f   (%.3f ms vs %.3f ms)\n", s.name, s.n, s.k,
                 work / t_plain, work / t_ours, t_plain / t_ours, t_plain * 1e3, t_ours * 1e3);
@@ -150,10 +151,10 @@ void bench_linear(int64_t rows, int repeats) {
   }
   std::printf("one layer's 7 projections: oneDNN %.3f ms, Linear %.3f ms, ratio %.2f\n", total_ceiling * 1e3,
               total_ours * 1e3, total_ceiling / total_ours);
-  if (decode) std::printf("streaming-read ceiling after: %.1f GB/s\n", stream_read_gbps(repeats));
+  if (decode) std::printf("streaming-read ceiling after: %.1f GB/s\n", stream_read_gbps(calls));
 }
 
-void bench_attention(int repeats) {
+void bench_attention(int calls) {
   const AttentionShape shape{32, 8, 64};
   const int64_t q_width = shape.num_heads * shape.head_dim, kv_width = shape.num_kv_heads * shape.head_dim;
   std::printf("\nAttention, 32 query heads / 8 KV heads, head_dim 64\n");
@@ -168,8 +169,7 @@ void bench_attention(int repeats) {
       attention(q.data(), rows, q_width, key.data(), value.data(), kv_width, positions.data(), shape,
                 out.data(), q_width);
     };
-    const int iterations = rows == 1 ? 50 : 3;
-    auto [t, t2] = time_pair(run, run, iterations, repeats);
+    auto [t, t2] = time_pair(run, run, rows == 1 ? 10 * calls : calls);
     t = std::min(t, t2);
     // Causal FLOPs actually needed: 2 matmuls x 2 flops x d per (query, visible key, head).
     double pairs = 0;
@@ -183,7 +183,7 @@ void bench_attention(int repeats) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int threads = 2, repeats = 5;
+  int threads = 2, calls = 20;
   int64_t prefill_rows = 512;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string arg = argv[i];
@@ -191,17 +191,18 @@ int main(int argc, char** argv) {
       threads = std::stoi(argv[i + 1]);
     else if (arg == "--rows-prefill")
       prefill_rows = std::stol(argv[i + 1]);
-    else if (arg == "--repeats")
-      repeats = std::stoi(argv[i + 1]);
+    else if (arg == "--calls")
+      calls = std::stoi(argv[i + 1]);
     else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--rows-prefill N] [--repeats N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads N] [--rows-prefill N] [--calls N]\n", argv[0]);
       return 1;
     }
   }
   set_num_threads(threads);
-  std::printf("swiftkv kernel benchmark, %d threads (best of %d interleaved rounds)\n", threads, repeats);
-  bench_linear(prefill_rows, repeats);
-  bench_linear(1, repeats);
-  bench_attention(repeats);
+  std::printf("swiftkv kernel benchmark, %d threads (fastest of >= %d interleaved calls each)\n", threads,
+              calls);
+  bench_linear(prefill_rows, calls);
+  bench_linear(1, calls);
+  bench_attention(calls);
   return 0;
 }
