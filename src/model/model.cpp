@@ -61,8 +61,8 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& model_dir, const
   std::unique_ptr<Model> model(new Model());
   io::ModelConfig& config = model->config_;
   config = io::load_model_config(model_dir);
-  model->store_ = io::TensorStore::open(model_dir);
-  const io::TensorStore& store = model->store_;
+  model->store_.emplace(io::TensorStore::open(model_dir));
+  const io::TensorStore& store = *model->store_;
   io::validate_checkpoint(config, store);
 
   const int64_t num_layers = config.num_hidden_layers, first_swiftkv = config.num_key_value_layers;

@@ -70,7 +70,7 @@ class Model {
   void mlp_block(const Layer& layer, float* h, int64_t rows) const;
 
   io::ModelConfig config_;
-  io::TensorStore store_;  // keeps the embedding mapped
+  std::optional<io::TensorStore> store_;  // keeps the embedding mapped
   const io::TensorInfo* embedding_ = nullptr;
   std::vector<Layer> layers_;
   std::vector<float> final_norm_, norm_swiftkv_;
