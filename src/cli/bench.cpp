@@ -56,11 +56,12 @@ void run_prefill_bench(const BenchOptions& options) {
   std::vector<int32_t> prompt(static_cast<size_t>(options.prompt_length));
   for (auto& token : prompt) token = static_cast<int32_t>(rng() % static_cast<uint64_t>(config.vocab_size));
 
-  std::printf("model %s: %lld layers, SwiftKV M=%lld G=%lld, weights %s (%s), %d repeats of a %lld-token prompt\n",
-              options.model.model_dir.c_str(), (long long)config.num_hidden_layers,
-              (long long)config.num_key_value_layers, (long long)config.key_value_group_size,
-              format_bytes(static_cast<double>(model->weight_bytes())).c_str(), options.model.dtype.c_str(),
-              options.repeats, (long long)options.prompt_length);
+  std::printf(
+      "model %s: %lld layers, SwiftKV M=%lld G=%lld, weights %s (%s), %d repeats of a %lld-token prompt\n",
+      options.model.model_dir.c_str(), (long long)config.num_hidden_layers,
+      (long long)config.num_key_value_layers, (long long)config.key_value_group_size,
+      format_bytes(static_cast<double>(model->weight_bytes())).c_str(), options.model.dtype.c_str(),
+      options.repeats, (long long)options.prompt_length);
   std::printf("%-22s %14s %14s %16s %14s %14s\n", "path", "prefill tok/s", "best tok/s", "linear TFLOP/s",
               "decode tok/s", "KV bytes/tok");
   double baseline_rate = 0;
@@ -81,18 +82,24 @@ void run_prefill_bench(const BenchOptions& options) {
     int32_t token = prompt.back();
     auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < options.decode_tokens; ++i)
-      model->forward(std::span<const int32_t>(&token, 1), options.prompt_length + i, cache, path, model::Logits::Last);
+      model->forward(std::span<const int32_t>(&token, 1), options.prompt_length + i, cache, path,
+                     model::Logits::Last);
     const double decode_rate = options.decode_tokens / seconds(start);
 
     const double rate = static_cast<double>(options.prompt_length) / median;
-    const char* name = path == model::Path::Teacher ? "baseline (all layers)" : (compare ? "SwiftKV" : "model");
-    std::printf("%-22s %14.1f %14.1f %16.3f %14.2f %14lld\n", name, rate, options.prompt_length / best,
-                prefill_linear_flops(config, path, static_cast<double>(options.prompt_length)) / median / 1e12,
-                decode_rate, (long long)model->kv_bytes_per_token(path));
-    if (path == model::Path::Teacher) baseline_rate = rate;
-    else if (baseline_rate > 0) std::printf("SwiftKV / baseline prefill throughput: %.2fx\n", rate / baseline_rate);
+    const char* name =
+        path == model::Path::Teacher ? "baseline (all layers)" : (compare ? "SwiftKV" : "model");
+    std::printf(
+        "%-22s %14.1f %14.1f %16.3f %14.2f %14lld\n", name, rate, options.prompt_length / best,
+        prefill_linear_flops(config, path, static_cast<double>(options.prompt_length)) / median / 1e12,
+        decode_rate, (long long)model->kv_bytes_per_token(path));
+    if (path == model::Path::Teacher)
+      baseline_rate = rate;
+    else if (baseline_rate > 0)
+      std::printf("SwiftKV / baseline prefill throughput: %.2fx\n", rate / baseline_rate);
   }
-  std::printf("peak RSS: %s after load, %s at the end\n", format_bytes(static_cast<double>(rss_after_load)).c_str(),
+  std::printf("peak RSS: %s after load, %s at the end\n",
+              format_bytes(static_cast<double>(rss_after_load)).c_str(),
               format_bytes(static_cast<double>(peak_rss_bytes())).c_str());
   if (!compare && config.swiftkv())
     std::printf("(the checkpoint has no teacher q/k/v, so there is no baseline to compare with)\n");

@@ -1,9 +1,8 @@
 #pragma once
 // Subcommands of the swiftkv program, one file each, and the options they share.
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "model/model.h"
 

@@ -32,7 +32,8 @@ runtime::SamplingParams sampling_params(const GenerateOptions& options) {
   if (defaults.top_p) params.top_p = static_cast<float>(*defaults.top_p);
   if (defaults.min_p) params.min_p = static_cast<float>(*defaults.min_p);
   if (defaults.top_k) params.top_k = *defaults.top_k;
-  if (defaults.repetition_penalty) params.repetition_penalty = static_cast<float>(*defaults.repetition_penalty);
+  if (defaults.repetition_penalty)
+    params.repetition_penalty = static_cast<float>(*defaults.repetition_penalty);
   if (defaults.do_sample && !*defaults.do_sample) params.temperature = 0;
   if (options.temperature) params.temperature = *options.temperature;
   if (options.top_p) params.top_p = *options.top_p;
@@ -58,18 +59,18 @@ void run_generate(const GenerateOptions& options) {
 
   runtime::Generator generator(*model, tokenizer, path);
   std::cout << options.prompt << std::flush;
-  runtime::GenerationResult result = generator.generate(request, [](std::string_view text) {
-    std::cout << text << std::flush;
-  });
+  runtime::GenerationResult result =
+      generator.generate(request, [](std::string_view text) { std::cout << text << std::flush; });
   std::cout << std::endl;
   const double prompt_tokens = static_cast<double>(request.prompt.size());
   const double decoded = static_cast<double>(result.tokens.size()) - 1;  // the first came with the prompt
-  std::fprintf(stderr, "prompt: %.0f tokens in %.3f s (%.1f tokens/s)\n", prompt_tokens, result.prompt_seconds,
-               prompt_tokens / result.prompt_seconds);
+  std::fprintf(stderr, "prompt: %.0f tokens in %.3f s (%.1f tokens/s)\n", prompt_tokens,
+               result.prompt_seconds, prompt_tokens / result.prompt_seconds);
   if (decoded > 0)
-    std::fprintf(stderr, "generation: %.0f tokens in %.3f s (%.1f tokens/s)\n", decoded, result.generation_seconds,
-                 decoded / result.generation_seconds);
-  std::fprintf(stderr, "finish: %s\n", result.finish_reason == runtime::FinishReason::Stop ? "stop" : "length");
+    std::fprintf(stderr, "generation: %.0f tokens in %.3f s (%.1f tokens/s)\n", decoded,
+                 result.generation_seconds, decoded / result.generation_seconds);
+  std::fprintf(stderr, "finish: %s\n",
+               result.finish_reason == runtime::FinishReason::Stop ? "stop" : "length");
 }
 
 }  // namespace
@@ -78,14 +79,19 @@ void add_generate_command(CLI::App& app) {
   auto options = std::make_shared<GenerateOptions>();
   CLI::App* command = app.add_subcommand("generate", "Generate text from a prompt (streams to stdout)");
   add_model_options(*command, options->model);
-  command->add_option("-p,--prompt", options->prompt, "prompt text (BOS is added when the tokenizer adds one)");
-  command->add_option("-n,--max-tokens", options->max_tokens, "tokens to generate at most")->capture_default_str();
-  command->add_option("--temp,--temperature", options->temperature, "0 = greedy (default: generation_config or 1.0)");
+  command->add_option("-p,--prompt", options->prompt,
+                      "prompt text (BOS is added when the tokenizer adds one)");
+  command->add_option("-n,--max-tokens", options->max_tokens, "tokens to generate at most")
+      ->capture_default_str();
+  command->add_option("--temp,--temperature", options->temperature,
+                      "0 = greedy (default: generation_config or 1.0)");
   command->add_option("--top-p", options->top_p, "nucleus sampling");
   command->add_option("--top-k", options->top_k, "keep the k most likely tokens (0 = off)");
   command->add_option("--min-p", options->min_p, "drop tokens below min_p x the top probability");
-  command->add_option("--repeat-penalty,--repetition-penalty", options->repetition_penalty, "> 1 discourages repeats");
-  command->add_option("--presence-penalty", options->presence_penalty, "subtracted once per generated token seen");
+  command->add_option("--repeat-penalty,--repetition-penalty", options->repetition_penalty,
+                      "> 1 discourages repeats");
+  command->add_option("--presence-penalty", options->presence_penalty,
+                      "subtracted once per generated token seen");
   command->add_option("--frequency-penalty", options->frequency_penalty, "subtracted per occurrence");
   command->add_option("--seed", options->seed, "random seed")->capture_default_str();
   command->add_option("--stop", options->stop, "stop strings (repeatable)");

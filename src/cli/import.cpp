@@ -11,7 +11,8 @@ void add_import_command(CLI::App& app) {
     std::string model, tokenizer, out;
   };
   auto options = std::make_shared<Options>();
-  CLI::App* import = app.add_subcommand("import", "Convert other checkpoint formats to a Hugging Face directory");
+  CLI::App* import =
+      app.add_subcommand("import", "Convert other checkpoint formats to a Hugging Face directory");
   import->require_subcommand(1);
   CLI::App* llama2c = import->add_subcommand("llama2c", "llama2.c model.bin + tokenizer.bin");
   llama2c->add_option("--model", options->model, "llama2.c checkpoint (e.g. stories260K.bin)")->required();

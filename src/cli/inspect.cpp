@@ -17,9 +17,10 @@ std::string tensor_group(const std::string& name, const io::ModelConfig& config)
   const std::string layers = "model.layers.";
   if (name.rfind(layers, 0) != 0) return name == "lm_head.weight" ? "lm_head" : "embedding + final norm";
   const int64_t layer = std::stoll(name.substr(layers.size()));
-  const bool teacher_qkv = layer >= config.num_key_value_layers &&
-                           (name.find("q_proj.") != std::string::npos || name.find("k_proj.") != std::string::npos ||
-                            name.find("v_proj.") != std::string::npos);
+  const bool teacher_qkv =
+      layer >= config.num_key_value_layers &&
+      (name.find("q_proj.") != std::string::npos || name.find("k_proj.") != std::string::npos ||
+       name.find("v_proj.") != std::string::npos);
   if (teacher_qkv) return "teacher q/k/v (unused by SwiftKV)";
   return layer < config.num_key_value_layers ? "layers [0, M)" : "layers [M, L)";
 }
@@ -28,11 +29,12 @@ void run_inspect(const std::string& model_dir) {
   io::ModelConfig config = io::load_model_config(model_dir);
   io::TensorStore store = io::TensorStore::open(model_dir);
   io::validate_checkpoint(config, store);
-  const int64_t L = config.num_hidden_layers, M = config.num_key_value_layers, G = config.key_value_group_size;
+  const int64_t L = config.num_hidden_layers, M = config.num_key_value_layers,
+                G = config.key_value_group_size;
 
   std::printf("model_type            %s\n", config.model_type.c_str());
-  std::printf("layers                %lld (hidden %lld, FFN %lld)\n", (long long)L, (long long)config.hidden_size,
-              (long long)config.intermediate_size);
+  std::printf("layers                %lld (hidden %lld, FFN %lld)\n", (long long)L,
+              (long long)config.hidden_size, (long long)config.intermediate_size);
   std::printf("heads                 %lld query, %lld key/value, head_dim %lld\n",
               (long long)config.num_attention_heads, (long long)config.num_key_value_heads,
               (long long)config.head_dim);
@@ -56,10 +58,12 @@ void run_inspect(const std::string& model_dir) {
 
   std::printf("\nSwiftKV               %s\n", config.swiftkv() ? "on" : "off (plain model)");
   if (config.swiftkv()) {
-    std::printf("  layers [0, %lld) run every prompt token; layers [%lld, %lld) only the last prompt token and decode tokens\n",
-                (long long)M, (long long)M, (long long)L);
-    std::printf("  SingleInputKV: norm_swiftkv(h_%lld) -> K/V of %lld later layers in one GEMM\n", (long long)M,
-                (long long)(L - M));
+    std::printf(
+        "  layers [0, %lld) run every prompt token; layers [%lld, %lld) only the last prompt token and "
+        "decode tokens\n",
+        (long long)M, (long long)M, (long long)L);
+    std::printf("  SingleInputKV: norm_swiftkv(h_%lld) -> K/V of %lld later layers in one GEMM\n",
+                (long long)M, (long long)(L - M));
     std::printf("  AcrossKV group size %lld -> %lld physical KV caches (baseline %lld)\n", (long long)G,
                 (long long)config.num_kv_caches(), (long long)L);
     bool teacher = true;
@@ -67,8 +71,8 @@ void run_inspect(const std::string& model_dir) {
     std::printf("  teacher q/k/v         %s\n", teacher ? "present (--swiftkv off works)" : "absent");
   }
   const double per_cache = 2.0 * config.num_key_value_heads * config.head_dim * sizeof(float);
-  std::printf("\nKV cache per token    %s (f32; %lld caches)", format_bytes(per_cache * config.num_kv_caches()).c_str(),
-              (long long)config.num_kv_caches());
+  std::printf("\nKV cache per token    %s (f32; %lld caches)",
+              format_bytes(per_cache * config.num_kv_caches()).c_str(), (long long)config.num_kv_caches());
   if (config.swiftkv()) std::printf(", baseline %s", format_bytes(per_cache * L).c_str());
   std::printf("\n");
 }
@@ -77,7 +81,8 @@ void run_inspect(const std::string& model_dir) {
 
 void add_inspect_command(CLI::App& app) {
   auto model_dir = std::make_shared<std::string>();
-  CLI::App* command = app.add_subcommand("inspect", "Print a checkpoint's config, parameters and SwiftKV layout");
+  CLI::App* command =
+      app.add_subcommand("inspect", "Print a checkpoint's config, parameters and SwiftKV layout");
   command->add_option("-m,--model", *model_dir, "Hugging Face model directory")->required();
   command->callback([model_dir] { run_inspect(*model_dir); });
 }

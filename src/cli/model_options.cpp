@@ -14,7 +14,8 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
       ->check(CLI::IsMember({"bf16", "f32"}))
       ->capture_default_str();
   command.add_option("--threads", options.threads, "threads (default: all cores)");
-  command.add_option("--swiftkv", options.swiftkv, "on: the checkpoint's SwiftKV path; off: the original model")
+  command
+      .add_option("--swiftkv", options.swiftkv, "on: the checkpoint's SwiftKV path; off: the original model")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
 }

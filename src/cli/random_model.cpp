@@ -1,9 +1,10 @@
 // swiftkv random-model: a checkpoint of a real model's shape with random weights, for speed work.
+#include "io/random_model.h"
+
 #include <iostream>
 #include <optional>
 
 #include "cli/commands.h"
-#include "io/random_model.h"
 
 namespace swiftkv::cli {
 
@@ -28,8 +29,8 @@ void add_random_model_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--out", options->out, "output directory (must not exist)")->required();
   command->callback([options] {
-    io::write_random_model(options->preset, options->swiftkv_layers, options->group_size, options->out, options->seed,
-                           options->dtype == "f32" ? io::DType::F32 : io::DType::BF16);
+    io::write_random_model(options->preset, options->swiftkv_layers, options->group_size, options->out,
+                           options->seed, options->dtype == "f32" ? io::DType::F32 : io::DType::BF16);
     std::cout << "wrote " << options->out << "\n";
   });
 }

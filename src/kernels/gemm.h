@@ -6,6 +6,8 @@
 #include <memory>
 #include <vector>
 
+#include "common/bf16.h"
+
 namespace swiftkv::kernels {
 
 enum class WeightType { F32, BF16 };
@@ -16,6 +18,9 @@ class Linear {
   // null. The weight is converted/packed here; the caller may free its copy afterwards.
   Linear(const float* weight, int64_t out_features, int64_t in_features, WeightType type,
          const float* bias = nullptr);
+  // The same from a bf16 weight (e.g. straight from a mapped checkpoint), packed as BF16 with
+  // no float32 copy: loading stays near one copy of the weights in memory.
+  Linear(const bf16_t* weight, int64_t out_features, int64_t in_features, const float* bias = nullptr);
   Linear(Linear&&) noexcept;
   Linear& operator=(Linear&&) noexcept;
   ~Linear();
@@ -32,6 +37,7 @@ class Linear {
   struct Impl;
 
  private:
+  void pack(const void* weight, bool weight_is_bf16, const float* bias);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -11,32 +11,72 @@ namespace swiftkv::model {
 
 struct Model::Layer {
   std::vector<float> input_norm, post_attention_norm;
-  std::optional<kernels::Linear> qkv;        // fused [q; k; v]: layers < M, teacher for layers >= M
-  std::optional<kernels::Linear> q_swiftkv;  // layers >= M
+  std::optional<kernels::Linear> qkv;               // fused [q; k; v]: layers < M, teacher for layers >= M
+  std::optional<kernels::Linear> q_swiftkv;         // layers >= M
   std::optional<kernels::Linear> o, gate_up, down;  // gate_up: fused [gate; up]
+};
+
+struct Model::Scratch {
+  std::vector<float> hidden, normed, projected, attended, out, gate_up, activated, swiftkv_kv;
 };
 
 namespace {
 
+// The first n floats of a reused buffer (grown when needed, never shrunk).
+float* first(std::vector<float>& buffer, int64_t n) {
+  if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
+  return buffer.data();
+}
+
 std::string layer_prefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
 
 // Packs the row-wise concatenation of `weights` (each [out_i, in]) as one Linear, with the
-// matching biases concatenated when `biases` is not empty. Releases the mapped pages after.
+// matching biases concatenated when `biases` is not empty, then releases the mapped pages.
+// bf16 checkpoints packed as bf16 go straight from the mapping (no float32 copy); fused
+// weights are concatenated in `staging`, reused across calls so that loading does not fault
+// in and zero fresh pages for every layer.
 kernels::Linear pack_rows(const io::TensorStore& store, const std::vector<std::string>& weights,
-                          const std::vector<std::string>& biases, kernels::WeightType type) {
-  std::vector<float> weight, bias;
-  int64_t in_features = store.at(weights.front()).shape.at(1), out_features = 0;
+                          const std::vector<std::string>& biases, kernels::WeightType type,
+                          std::vector<bf16_t>& staging) {
+  const int64_t in_features = store.at(weights.front()).shape.at(1);
+  int64_t out_features = 0;
+  bool all_bf16 = type == kernels::WeightType::BF16;
   for (const auto& name : weights) {
-    std::vector<float> part = store.read_f32(name);
     out_features += store.at(name).shape.at(0);
-    weight.insert(weight.end(), part.begin(), part.end());
-    store.release(name);
+    all_bf16 = all_bf16 && store.at(name).dtype == io::DType::BF16;
   }
+  std::vector<float> bias;
   for (const auto& name : biases) {
     std::vector<float> part = store.read_f32(name);
     bias.insert(bias.end(), part.begin(), part.end());
   }
-  return kernels::Linear(weight.data(), out_features, in_features, type, bias.empty() ? nullptr : bias.data());
+  const float* bias_data = bias.empty() ? nullptr : bias.data();
+
+  auto packed = [&]() -> kernels::Linear {
+    if (all_bf16) {
+      const io::TensorInfo& only = store.at(weights.front());
+      if (weights.size() == 1 && reinterpret_cast<uintptr_t>(only.data) % alignof(bf16_t) == 0)
+        return kernels::Linear(reinterpret_cast<const bf16_t*>(only.data), out_features, in_features,
+                               bias_data);
+      if (staging.size() < static_cast<size_t>(out_features * in_features))
+        staging.resize(static_cast<size_t>(out_features * in_features));
+      std::byte* cursor = reinterpret_cast<std::byte*>(staging.data());
+      for (const auto& name : weights) {
+        std::memcpy(cursor, store.at(name).data, store.at(name).nbytes);
+        cursor += store.at(name).nbytes;
+      }
+      return kernels::Linear(staging.data(), out_features, in_features, bias_data);
+    }
+    std::vector<float> weight;
+    weight.reserve(static_cast<size_t>(out_features * in_features));
+    for (const auto& name : weights) {
+      std::vector<float> part = store.read_f32(name);
+      weight.insert(weight.end(), part.begin(), part.end());
+    }
+    return kernels::Linear(weight.data(), out_features, in_features, type, bias_data);
+  }();
+  for (const auto& name : weights) store.release(name);
+  return packed;
 }
 
 std::vector<std::string> with_suffix(const std::string& prefix, std::initializer_list<const char*> names,
@@ -57,6 +97,19 @@ void add_in_place(float* h, const float* delta, int64_t n) {
 Model::Model() = default;
 Model::~Model() = default;
 
+std::unique_ptr<Model::Scratch> Model::take_scratch() const {
+  std::lock_guard<std::mutex> lock(scratch_mutex_);
+  if (scratch_pool_.empty()) return std::make_unique<Scratch>();
+  std::unique_ptr<Scratch> scratch = std::move(scratch_pool_.back());
+  scratch_pool_.pop_back();
+  return scratch;
+}
+
+void Model::return_scratch(std::unique_ptr<Scratch> scratch) const {
+  std::lock_guard<std::mutex> lock(scratch_mutex_);
+  scratch_pool_.push_back(std::move(scratch));
+}
+
 std::unique_ptr<Model> Model::load(const std::filesystem::path& model_dir, const LoadOptions& options) {
   std::unique_ptr<Model> model(new Model());
   io::ModelConfig& config = model->config_;
@@ -68,9 +121,11 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& model_dir, const
   const int64_t num_layers = config.num_hidden_layers, first_swiftkv = config.num_key_value_layers;
   const auto type = options.weight_type;
   const bool bias = config.attention_bias;
+  std::vector<bf16_t> staging;
   if (options.load_teacher && config.swiftkv()) {
     for (int64_t l = first_swiftkv; l < num_layers; ++l)
-      for (const auto& name : with_suffix(layer_prefix(l) + "self_attn.", {"q_proj", "k_proj", "v_proj"}, ".weight"))
+      for (const auto& name :
+           with_suffix(layer_prefix(l) + "self_attn.", {"q_proj", "k_proj", "v_proj"}, ".weight"))
         if (!store.contains(name))
           throw Error("--swiftkv off needs the teacher's " + name + ", which " + model_dir.string() +
                       " does not have (converted with --drop-teacher?)");
@@ -84,20 +139,21 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& model_dir, const
     layer.input_norm = store.read_f32(prefix + "input_layernorm.weight");
     layer.post_attention_norm = store.read_f32(prefix + "post_attention_layernorm.weight");
     if (l < first_swiftkv || options.load_teacher) {
-      layer.qkv = pack_rows(store, with_suffix(attn, {"q_proj", "k_proj", "v_proj"}, ".weight"),
-                            bias ? with_suffix(attn, {"q_proj", "k_proj", "v_proj"}, ".bias")
-                                 : std::vector<std::string>{},
-                            type);
+      layer.qkv = pack_rows(
+          store, with_suffix(attn, {"q_proj", "k_proj", "v_proj"}, ".weight"),
+          bias ? with_suffix(attn, {"q_proj", "k_proj", "v_proj"}, ".bias") : std::vector<std::string>{},
+          type, staging);
     }
     if (l >= first_swiftkv) {
-      layer.q_swiftkv = pack_rows(store, {attn + "q_proj_swiftkv.weight"},
-                                  bias ? std::vector<std::string>{attn + "q_proj_swiftkv.bias"}
-                                       : std::vector<std::string>{},
-                                  type);
+      layer.q_swiftkv = pack_rows(
+          store, {attn + "q_proj_swiftkv.weight"},
+          bias ? std::vector<std::string>{attn + "q_proj_swiftkv.bias"} : std::vector<std::string>{}, type,
+          staging);
     }
-    layer.o = pack_rows(store, {attn + "o_proj.weight"}, {}, type);
-    layer.gate_up = pack_rows(store, with_suffix(prefix + "mlp.", {"gate_proj", "up_proj"}, ".weight"), {}, type);
-    layer.down = pack_rows(store, {prefix + "mlp.down_proj.weight"}, {}, type);
+    layer.o = pack_rows(store, {attn + "o_proj.weight"}, {}, type, staging);
+    layer.gate_up = pack_rows(store, with_suffix(prefix + "mlp.", {"gate_proj", "up_proj"}, ".weight"), {},
+                              type, staging);
+    layer.down = pack_rows(store, {prefix + "mlp.down_proj.weight"}, {}, type, staging);
   }
   model->final_norm_ = store.read_f32("model.norm.weight");
 
@@ -110,11 +166,12 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& model_dir, const
         if (bias) biases.push_back(layer_prefix(leader) + "self_attn." + name + ".bias");
       }
     }
-    model->swiftkv_kv_ = pack_rows(store, weights, biases, type);
+    model->swiftkv_kv_ = pack_rows(store, weights, biases, type, staging);
   }
 
-  model->lm_head_ = pack_rows(store, {config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"},
-                              {}, type);
+  model->lm_head_ =
+      pack_rows(store, {config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"}, {},
+                type, staging);
   model->rope_ = std::make_unique<kernels::RopeTable>(config.head_dim, config.rope_theta, config.rope_scaling,
                                                       config.max_position_embeddings);
   return model;
@@ -166,55 +223,52 @@ void Model::embed(std::span<const int32_t> tokens, float* out) const {
 }
 
 void Model::attention_block(const Layer& layer, float* h, int64_t rows, const int32_t* positions,
-                            KvCache& cache, int64_t cache_index, bool write_kv) const {
+                            KvCache& cache, int64_t cache_index, bool write_kv, Scratch& scratch) const {
   const int64_t hidden = config_.hidden_size, nq = config_.num_attention_heads,
                 nkv = config_.num_key_value_heads, d = config_.head_dim;
-  std::vector<float> normed(static_cast<size_t>(rows * hidden));
+  float* normed = first(scratch.normed, rows * hidden);
   kernels::rmsnorm(h, layer.input_norm.data(), rows, hidden, static_cast<float>(config_.rms_norm_eps),
-                   normed.data());
+                   normed);
 
   // q (and, for KV-producing layers, k and v) with RoPE applied.
-  std::vector<float> projected;
-  int64_t q_stride;
+  const int64_t q_stride = write_kv ? (nq + 2 * nkv) * d : nq * d;
+  float* projected = first(scratch.projected, rows * q_stride);
   if (write_kv) {
-    q_stride = (nq + 2 * nkv) * d;
-    projected.resize(static_cast<size_t>(rows * q_stride));
-    layer.qkv->forward(normed.data(), rows, projected.data());
-    kernels::apply_rope(projected.data() + nq * d, rows, q_stride, nkv, positions, *rope_);
+    layer.qkv->forward(normed, rows, projected);
+    kernels::apply_rope(projected + nq * d, rows, q_stride, nkv, positions, *rope_);
     for (int64_t r = 0; r < rows; ++r) {
-      const float* k = projected.data() + r * q_stride + nq * d;
+      const float* k = projected + r * q_stride + nq * d;
       std::memcpy(cache.key(cache_index, positions[r]), k, static_cast<size_t>(nkv * d) * sizeof(float));
-      std::memcpy(cache.value(cache_index, positions[r]), k + nkv * d, static_cast<size_t>(nkv * d) * sizeof(float));
+      std::memcpy(cache.value(cache_index, positions[r]), k + nkv * d,
+                  static_cast<size_t>(nkv * d) * sizeof(float));
     }
   } else {
-    q_stride = nq * d;
-    projected.resize(static_cast<size_t>(rows * q_stride));
-    layer.q_swiftkv->forward(normed.data(), rows, projected.data());
+    layer.q_swiftkv->forward(normed, rows, projected);
   }
-  kernels::apply_rope(projected.data(), rows, q_stride, nq, positions, *rope_);
+  kernels::apply_rope(projected, rows, q_stride, nq, positions, *rope_);
 
-  std::vector<float> attended(static_cast<size_t>(rows * nq * d));
-  kernels::attention(projected.data(), rows, q_stride, cache.key(cache_index, 0), cache.value(cache_index, 0),
-                     cache.token_stride(), positions, {nq, nkv, d}, attended.data(), nq * d);
-  std::vector<float> out(static_cast<size_t>(rows * hidden));
-  layer.o->forward(attended.data(), rows, out.data());
-  add_in_place(h, out.data(), rows * hidden);
+  float* attended = first(scratch.attended, rows * nq * d);
+  kernels::attention(projected, rows, q_stride, cache.key(cache_index, 0), cache.value(cache_index, 0),
+                     cache.token_stride(), positions, {nq, nkv, d}, attended, nq * d);
+  float* out = first(scratch.out, rows * hidden);
+  layer.o->forward(attended, rows, out);
+  add_in_place(h, out, rows * hidden);
 }
 
-void Model::mlp_block(const Layer& layer, float* h, int64_t rows) const {
+void Model::mlp_block(const Layer& layer, float* h, int64_t rows, Scratch& scratch) const {
   const int64_t hidden = config_.hidden_size, ffn = config_.intermediate_size;
-  std::vector<float> normed(static_cast<size_t>(rows * hidden));
-  kernels::rmsnorm(h, layer.post_attention_norm.data(), rows, hidden, static_cast<float>(config_.rms_norm_eps),
-                   normed.data());
-  std::vector<float> gate_up(static_cast<size_t>(rows * 2 * ffn)), activated(static_cast<size_t>(rows * ffn));
-  layer.gate_up->forward(normed.data(), rows, gate_up.data());
+  float* normed = first(scratch.normed, rows * hidden);
+  kernels::rmsnorm(h, layer.post_attention_norm.data(), rows, hidden,
+                   static_cast<float>(config_.rms_norm_eps), normed);
+  float* gate_up = first(scratch.gate_up, rows * 2 * ffn);
+  float* activated = first(scratch.activated, rows * ffn);
+  layer.gate_up->forward(normed, rows, gate_up);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r)
-    kernels::swiglu(gate_up.data() + r * 2 * ffn, gate_up.data() + r * 2 * ffn + ffn, ffn,
-                    activated.data() + r * ffn);
-  std::vector<float> out(static_cast<size_t>(rows * hidden));
-  layer.down->forward(activated.data(), rows, out.data());
-  add_in_place(h, out.data(), rows * hidden);
+    kernels::swiglu(gate_up + r * 2 * ffn, gate_up + r * 2 * ffn + ffn, ffn, activated + r * ffn);
+  float* out = first(scratch.out, rows * hidden);
+  layer.down->forward(activated, rows, out);
+  add_in_place(h, out, rows * hidden);
 }
 
 std::vector<float> Model::forward(std::span<const int32_t> tokens, int64_t start_position, KvCache& cache,
@@ -237,15 +291,17 @@ std::vector<float> Model::forward(std::span<const int32_t> tokens, int64_t start
                   std::to_string(config_.vocab_size) + ")");
 
   std::vector<int32_t> positions(static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; ++r) positions[static_cast<size_t>(r)] = static_cast<int32_t>(start_position + r);
-  std::vector<float> h(static_cast<size_t>(rows * hidden));
-  embed(tokens, h.data());
+  for (int64_t r = 0; r < rows; ++r)
+    positions[static_cast<size_t>(r)] = static_cast<int32_t>(start_position + r);
+  std::unique_ptr<Scratch> scratch = take_scratch();
+  float* h = first(scratch->hidden, rows * hidden);
+  embed(tokens, h);
 
   const int64_t early_layers = path == Path::Teacher ? num_layers : config_.num_key_value_layers;
   for (int64_t l = 0; l < early_layers; ++l) {
     const Layer& layer = layers_[static_cast<size_t>(l)];
-    attention_block(layer, h.data(), rows, positions.data(), cache, l, /*write_kv=*/true);
-    mlp_block(layer, h.data(), rows);
+    attention_block(layer, h, rows, positions.data(), cache, l, /*write_kv=*/true, *scratch);
+    mlp_block(layer, h, rows, *scratch);
   }
 
   // Rows that continue past the early layers: only the last one unless every row's logits are wanted.
@@ -255,35 +311,37 @@ std::vector<float> Model::forward(std::span<const int32_t> tokens, int64_t start
     // SingleInputKV: every later group's K/V for every token from one GEMM on norm_swiftkv(h_M).
     const int64_t groups = (num_layers - early_layers) / config_.key_value_group_size, kv_width = nkv * d,
                   row_stride = groups * 2 * kv_width;
-    std::vector<float> normed(static_cast<size_t>(rows * hidden)), kv(static_cast<size_t>(rows * row_stride));
-    kernels::rmsnorm(h.data(), norm_swiftkv_.data(), rows, hidden, static_cast<float>(config_.rms_norm_eps),
-                     normed.data());
-    swiftkv_kv_->forward(normed.data(), rows, kv.data());
+    float* normed = first(scratch->normed, rows * hidden);
+    float* kv = first(scratch->swiftkv_kv, rows * row_stride);
+    kernels::rmsnorm(h, norm_swiftkv_.data(), rows, hidden, static_cast<float>(config_.rms_norm_eps), normed);
+    swiftkv_kv_->forward(normed, rows, kv);
     for (int64_t g = 0; g < groups; ++g) {
-      float* k = kv.data() + g * 2 * kv_width;
+      float* k = kv + g * 2 * kv_width;
       kernels::apply_rope(k, rows, row_stride, nkv, positions.data(), *rope_);
       for (int64_t r = 0; r < rows; ++r) {
         const float* k_row = k + r * row_stride;
-        std::memcpy(cache.key(early_layers + g, positions[r]), k_row, static_cast<size_t>(kv_width) * sizeof(float));
+        std::memcpy(cache.key(early_layers + g, positions[r]), k_row,
+                    static_cast<size_t>(kv_width) * sizeof(float));
         std::memcpy(cache.value(early_layers + g, positions[r]), k_row + kv_width,
                     static_cast<size_t>(kv_width) * sizeof(float));
       }
     }
-    float* kept_h = h.data() + first_kept * hidden;
+    float* kept_h = h + first_kept * hidden;
     const int32_t* kept_positions = positions.data() + first_kept;
     for (int64_t l = early_layers; l < num_layers; ++l) {
       const Layer& layer = layers_[static_cast<size_t>(l)];
-      attention_block(layer, kept_h, kept, kept_positions, cache, config_.kv_cache_index(l), /*write_kv=*/false);
-      mlp_block(layer, kept_h, kept);
+      attention_block(layer, kept_h, kept, kept_positions, cache, config_.kv_cache_index(l),
+                      /*write_kv=*/false, *scratch);
+      mlp_block(layer, kept_h, kept, *scratch);
     }
   }
 
-  const float* final_rows = h.data() + first_kept * hidden;
-  std::vector<float> normed(static_cast<size_t>(kept * hidden));
-  kernels::rmsnorm(final_rows, final_norm_.data(), kept, hidden, static_cast<float>(config_.rms_norm_eps),
-                   normed.data());
+  float* normed = first(scratch->normed, kept * hidden);
+  kernels::rmsnorm(h + first_kept * hidden, final_norm_.data(), kept, hidden,
+                   static_cast<float>(config_.rms_norm_eps), normed);
   std::vector<float> result(static_cast<size_t>(kept * config_.vocab_size));
-  lm_head_->forward(normed.data(), kept, result.data());
+  lm_head_->forward(normed, kept, result.data());
+  return_scratch(std::move(scratch));
   return result;
 }
 

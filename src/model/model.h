@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <vector>
@@ -58,6 +59,7 @@ class Model {
                              Path path, Logits logits) const;
 
   struct Layer;
+  struct Scratch;
 
  private:
   Model();
@@ -66,8 +68,12 @@ class Model {
   // q, k, v with the layer's own (or teacher) q/k/v and append k, v to cache `cache_index`;
   // otherwise project q with q_proj_swiftkv and read the cache SingleInputKV filled.
   void attention_block(const Layer& layer, float* h, int64_t rows, const int32_t* positions, KvCache& cache,
-                       int64_t cache_index, bool write_kv) const;
-  void mlp_block(const Layer& layer, float* h, int64_t rows) const;
+                       int64_t cache_index, bool write_kv, Scratch& scratch) const;
+  void mlp_block(const Layer& layer, float* h, int64_t rows, Scratch& scratch) const;
+  // Activation buffers are reused across calls: first-touching fresh ones (page faults on
+  // hundreds of MB per prefill) cost more than the math. One per concurrent forward().
+  std::unique_ptr<Scratch> take_scratch() const;
+  void return_scratch(std::unique_ptr<Scratch> scratch) const;
 
   io::ModelConfig config_;
   std::optional<io::TensorStore> store_;  // keeps the embedding mapped
@@ -77,6 +83,8 @@ class Model {
   std::optional<kernels::Linear> swiftkv_kv_;  // (T, H) -> (T, groups * 2 * nkv * d)
   std::optional<kernels::Linear> lm_head_;
   std::unique_ptr<kernels::RopeTable> rope_;
+  mutable std::mutex scratch_mutex_;
+  mutable std::vector<std::unique_ptr<Scratch>> scratch_pool_;
 };
 
 }  // namespace swiftkv::model

@@ -23,7 +23,8 @@ Generator::Generator(const model::Model& model, const tokenizer::Tokenizer& toke
 GenerationResult Generator::generate(const GenerationRequest& request,
                                      const std::function<void(std::string_view)>& on_text) const {
   if (request.prompt.empty()) throw Error("the prompt is empty (no tokens, not even BOS)");
-  if (request.max_tokens < 1) throw Error("max_tokens must be >= 1, got " + std::to_string(request.max_tokens));
+  if (request.max_tokens < 1)
+    throw Error("max_tokens must be >= 1, got " + std::to_string(request.max_tokens));
   request.sampling.validate();
   const auto& config = model_.config();
   const int64_t context = config.max_position_embeddings;
@@ -64,7 +65,8 @@ GenerationResult Generator::generate(const GenerationRequest& request,
       break;
     }
     if (static_cast<int64_t>(result.tokens.size()) >= request.max_tokens || position + 1 > capacity) break;
-    logits = model_.forward(std::span<const int32_t>(&token, 1), position++, cache, path_, model::Logits::Last);
+    logits =
+        model_.forward(std::span<const int32_t>(&token, 1), position++, cache, path_, model::Logits::Last);
   }
   if (!stop_checker.stopped()) emit(stop_checker.push(decoder.finish()) + stop_checker.finish());
   result.generation_seconds = seconds_since(start);

@@ -11,7 +11,8 @@
 namespace swiftkv::runtime {
 
 // log p(tokens[t] | tokens[0..t-1]) for t = 1..T-1 (T-1 values), in float64.
-std::vector<double> token_logprobs(const model::Model& model, std::span<const int32_t> tokens, model::Path path);
+std::vector<double> token_logprobs(const model::Model& model, std::span<const int32_t> tokens,
+                                   model::Path path);
 
 // log_softmax(logits)[token] computed stably in float64.
 double log_softmax_at(std::span<const float> logits, int32_t token);

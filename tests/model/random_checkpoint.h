@@ -15,7 +15,8 @@
 
 namespace swiftkv::testing {
 
-inline void write_random_checkpoint(const io::ModelConfig& config, const std::filesystem::path& dir, uint64_t seed) {
+inline void write_random_checkpoint(const io::ModelConfig& config, const std::filesystem::path& dir,
+                                    uint64_t seed) {
   std::filesystem::create_directories(dir);
   write_json_file(dir / "config.json", io::model_config_to_json(config));
   std::vector<io::ExpectedTensor> tensors = io::inference_tensors(config);
@@ -31,7 +32,9 @@ inline void write_random_checkpoint(const io::ModelConfig& config, const std::fi
     const bool norm = tensor.shape.size() == 1 && tensor.name.find("norm") != std::string::npos;
     // Weights scaled like a trained model's (std ~ 1/sqrt(fan_in)) so activations stay O(1);
     // norms around 1; biases small.
-    const float scale = norm ? 0.2f : tensor.shape.size() == 2 ? 1.0f / std::sqrt(float(tensor.shape[1])) : 0.1f;
+    const float scale = norm                       ? 0.2f
+                        : tensor.shape.size() == 2 ? 1.0f / std::sqrt(float(tensor.shape[1]))
+                                                   : 0.1f;
     for (auto& value : data) value = (norm ? 1.0f : 0.0f) + scale * normal(rng);
     values.push_back(std::move(data));
   }
@@ -41,9 +44,11 @@ inline void write_random_checkpoint(const io::ModelConfig& config, const std::fi
 }
 
 // A small Llama-shaped config for tests (L layers, SwiftKV with M and G when M < L).
-inline io::ModelConfig tiny_config(int64_t layers, int64_t swiftkv_layers, int64_t group_size, bool bias = false) {
+inline io::ModelConfig tiny_config(int64_t layers, int64_t swiftkv_layers, int64_t group_size,
+                                   bool bias = false) {
   io::ModelConfig config;
-  config.model_type = swiftkv_layers < layers ? (bias ? "qwen2_swiftkv" : "llama_swiftkv") : (bias ? "qwen2" : "llama");
+  config.model_type =
+      swiftkv_layers < layers ? (bias ? "qwen2_swiftkv" : "llama_swiftkv") : (bias ? "qwen2" : "llama");
   config.vocab_size = 101;
   config.hidden_size = 48;
   config.intermediate_size = 80;

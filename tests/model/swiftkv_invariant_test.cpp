@@ -28,7 +28,8 @@ class SwiftKVInvariant : public ::testing::TestWithParam<Layout> {
     config_ = swiftkv::testing::tiny_config(6, layout.swiftkv_layers, layout.group_size, layout.bias);
     dir_ = swiftkv::testing::fresh_temp_dir("invariant_M" + std::to_string(layout.swiftkv_layers) + "_G" +
                                             std::to_string(layout.group_size) + (layout.bias ? "_bias" : ""));
-    swiftkv::testing::write_random_checkpoint(config_, dir_, 1000 + static_cast<uint64_t>(layout.swiftkv_layers));
+    swiftkv::testing::write_random_checkpoint(config_, dir_,
+                                              1000 + static_cast<uint64_t>(layout.swiftkv_layers));
     LoadOptions options;
     options.weight_type = kernels::WeightType::F32;
     options.load_teacher = true;
@@ -38,7 +39,8 @@ class SwiftKVInvariant : public ::testing::TestWithParam<Layout> {
 
   // f32 engine vs float64 reference: errors grow with the depth of the computation; the
   // bound is relative to the logits' scale with room for a few hundred f32 roundings.
-  static void expect_close(const float* engine, const std::vector<double>& reference, const std::string& where) {
+  static void expect_close(const float* engine, const std::vector<double>& reference,
+                           const std::string& where) {
     double scale = 1;
     for (double value : reference) scale = std::max(scale, std::abs(value));
     const double tolerance = 2e-4 * scale;
@@ -52,7 +54,8 @@ class SwiftKVInvariant : public ::testing::TestWithParam<Layout> {
   void check_prompt_and_decode(Path path, swiftkv::testing::ForwardMode mode, int64_t prompt_length) {
     const int64_t vocab = config_.vocab_size, decode_steps = 20;
     std::vector<int32_t> tokens(static_cast<size_t>(prompt_length));
-    for (int64_t t = 0; t < prompt_length; ++t) tokens[static_cast<size_t>(t)] = static_cast<int32_t>((t * 37 + 11) % vocab);
+    for (int64_t t = 0; t < prompt_length; ++t)
+      tokens[static_cast<size_t>(t)] = static_cast<int32_t>((t * 37 + 11) % vocab);
     KvCache cache = model_->make_cache(prompt_length + decode_steps, path);
     std::vector<std::vector<float>> step_logits;
     step_logits.push_back(model_->forward(tokens, 0, cache, path, Logits::Last));
@@ -61,8 +64,8 @@ class SwiftKVInvariant : public ::testing::TestWithParam<Layout> {
       int32_t next = static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
       tokens.push_back(next);
       if (step + 1 < decode_steps)
-        step_logits.push_back(model_->forward(std::span<const int32_t>(&tokens.back(), 1), prompt_length + step,
-                                              cache, path, Logits::Last));
+        step_logits.push_back(model_->forward(std::span<const int32_t>(&tokens.back(), 1),
+                                              prompt_length + step, cache, path, Logits::Last));
     }
     tokens.pop_back();  // the last sampled token was never fed
     auto reference = naive_->forward(tokens, mode);
@@ -101,7 +104,8 @@ TEST_P(SwiftKVInvariant, AllPositionLogitsEqualTrainingForm) {
 
 TEST_P(SwiftKVInvariant, AcrossKVCacheBytesShrinkByGroups) {
   const Layout layout = GetParam();
-  const double L = 6, M = static_cast<double>(layout.swiftkv_layers), G = static_cast<double>(layout.group_size);
+  const double L = 6, M = static_cast<double>(layout.swiftkv_layers),
+               G = static_cast<double>(layout.group_size);
   EXPECT_DOUBLE_EQ(static_cast<double>(model_->kv_bytes_per_token(Path::SwiftKV)) /
                        static_cast<double>(model_->kv_bytes_per_token(Path::Teacher)),
                    (M + (L - M) / G) / L);

@@ -31,8 +31,8 @@ class Stories260K : public ::testing::Test {
   static void SetUpTestSuite() {
     model_dir_ = fresh_temp_dir("stories260K");
     std::filesystem::remove(model_dir_);
-    io::import_llama2c(shared_dir() / "data/stories260K/stories260K.bin", shared_dir() / "data/stories260K/tok512.bin",
-                       model_dir_);
+    io::import_llama2c(shared_dir() / "data/stories260K/stories260K.bin",
+                       shared_dir() / "data/stories260K/tok512.bin", model_dir_);
     kernels::set_num_threads(2);
   }
   static std::unique_ptr<model::Model> load(kernels::WeightType type) {
@@ -51,7 +51,8 @@ class Stories260K : public ::testing::Test {
     return text + line;
   }
   // Mean NLL over the dev text, scored as llama2.c's reference figure was.
-  static std::pair<double, int64_t> dev_text_nll(const model::Model& model, const tokenizer::Tokenizer& tokenizer) {
+  static std::pair<double, int64_t> dev_text_nll(const model::Model& model,
+                                                 const tokenizer::Tokenizer& tokenizer) {
     const std::string text = read_file(shared_dir() / "data/tinystories/tinystories_dev.txt");
     double total = 0;
     int64_t count = 0;

@@ -100,7 +100,7 @@ TEST(Llama2cEncode, EveryDevParagraphMatchesLlama2cAndDecodesBack) {
   EXPECT_GE(tokens - paragraphs.size(), 259418u);
 }
 
-TEST(Llama2cEncode, WholeDevTextIsFast) {
+TEST(Llama2cEncode, WholeDevTextAsOneStringRoundTrips) {
   // Not a timed test (timings vary): prints the speed so a regression is visible.
   const Tokenizer& tokenizer = test::tok512_tokenizer();
   std::string text = test::read_text(swiftkv::testing::shared_dir() / "data/tinystories/tinystories_dev.txt");
