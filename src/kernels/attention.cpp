@@ -73,8 +73,9 @@ inline void value_tile(const float* value, int64_t kv_stride, int64_t keys, cons
 struct Problem {
   const float* q;
   int64_t q_stride;
-  const float* key;
-  const float* value;
+  const float* const* key_blocks;
+  const float* const* value_blocks;
+  int64_t block_size;
   int64_t kv_stride;
   const int32_t* positions;
   int64_t group, head_dim, flat_rows;  // flat_rows = rows * group: (query, head-in-group) pairs
@@ -136,12 +137,13 @@ void attention_block(const Problem& pb, int64_t kv_head, int64_t row_begin, Work
   v16f running_max[NV], running_sum[NV];
   for (int v = 0; v < NV; ++v) running_max[v] = simd::splat(-INFINITY), running_sum[v] = v16f{};
 
-  const float* key_head = pb.key + kv_head * d;
-  const float* value_head = pb.value + kv_head * d;
   const int64_t keys = static_cast<int64_t>(max_pos) + 1;
-  for (int64_t j0 = 0; j0 < keys; j0 += B::kKeyTile) {
-    const int64_t tile = std::min<int64_t>(B::kKeyTile, keys - j0);
-    const float* key_tile = key_head + j0 * pb.kv_stride;
+  int64_t tile = 0;
+  for (int64_t j0 = 0; j0 < keys; j0 += tile) {
+    // A tile never crosses a cache block: its keys are contiguous.
+    const int64_t block = j0 / pb.block_size, in_block = j0 - block * pb.block_size;
+    tile = std::min({static_cast<int64_t>(B::kKeyTile), keys - j0, pb.block_size - in_block});
+    const float* key_tile = pb.key_blocks[block] + kv_head * d + in_block * pb.kv_stride;
 
     // Scores (tile, R).
     int64_t j = 0;
@@ -181,7 +183,7 @@ void attention_block(const Problem& pb, int64_t kv_head, int64_t row_begin, Work
     for (int v = 0; v < NV; ++v) running_sum[v] = running_sum[v] * alpha[v] + tile_sum[v];
 
     // Ot = Ot * alpha + V^T P.
-    const float* value_tile_ptr = value_head + j0 * pb.kv_stride;
+    const float* value_tile_ptr = pb.value_blocks[block] + kv_head * d + in_block * pb.kv_stride;
     int64_t c = 0;
     for (; c + B::CB <= d; c += B::CB)
       value_tile<NV, B::CB>(value_tile_ptr + c, pb.kv_stride, tile, st, alpha, ot + c * NV);
@@ -222,10 +224,9 @@ void run_attention(const Problem& pb, int64_t num_kv_heads) {
 
 }  // namespace
 
-// (rows, nq, d) queries x (tokens, nkv, d) cache -> (rows, nq * d)
-void attention(const float* q, int64_t rows, int64_t q_stride, const float* key, const float* value,
-               int64_t kv_stride, const int32_t* positions, const AttentionShape& shape, float* out,
-               int64_t out_stride) {
+// (rows, nq, d) queries x paged (tokens, nkv, d) cache -> (rows, nq * d)
+void attention(const float* q, int64_t rows, int64_t q_stride, const KvView& kv, const int32_t* positions,
+               const AttentionShape& shape, float* out, int64_t out_stride) {
   if (rows <= 0) return;
   if (shape.num_heads <= 0 || shape.num_kv_heads <= 0 || shape.head_dim <= 0 ||
       shape.num_heads % shape.num_kv_heads != 0)
@@ -233,11 +234,12 @@ void attention(const float* q, int64_t rows, int64_t q_stride, const float* key,
                 ") must be a positive multiple of "
                 "num_kv_heads (" +
                 std::to_string(shape.num_kv_heads) + ")");
+  if (kv.block_size <= 0) throw Error("attention: block_size must be positive");
   for (int64_t r = 0; r < rows; ++r)
     if (positions[r] < 0) throw Error("attention: negative position " + std::to_string(positions[r]));
   const int64_t group = shape.num_heads / shape.num_kv_heads;
-  Problem pb{q,     q_stride,       key,          value, kv_stride, positions,
-             group, shape.head_dim, rows * group, out,   out_stride};
+  Problem pb{q,     q_stride,       kv.key_blocks, kv.value_blocks, kv.block_size, kv.token_stride, positions,
+             group, shape.head_dim, rows * group,  out,             out_stride};
   // Fewest lanes that hold the flat rows: decode (1 token x 4 heads) uses one vector, prefill four.
   if (pb.flat_rows <= 16)
     run_attention<1>(pb, shape.num_kv_heads);
@@ -245,6 +247,14 @@ void attention(const float* q, int64_t rows, int64_t q_stride, const float* key,
     run_attention<2>(pb, shape.num_kv_heads);
   else
     run_attention<4>(pb, shape.num_kv_heads);
+}
+
+void attention(const float* q, int64_t rows, int64_t q_stride, const float* key, const float* value,
+               int64_t kv_stride, const int32_t* positions, const AttentionShape& shape, float* out,
+               int64_t out_stride) {
+  // One block as long as any position can be.
+  const KvView contiguous{&key, &value, int64_t{1} << 40, kv_stride};
+  attention(q, rows, q_stride, contiguous, positions, shape, out, out_stride);
 }
 
 }  // namespace swiftkv::kernels

@@ -38,15 +38,24 @@ void apply_rope(float* x, int64_t rows, int64_t row_stride, int64_t heads, const
                 const RopeTable& table);
 
 // Causal grouped-query attention of `rows` query tokens against one sequence's KV cache.
-// q: (rows, nq, d), rows `q_stride` floats apart; key/value cache: token-major
-// (tokens, nkv, d), token t at key + t * kv_stride (same for value). Query row r sits at
-// position positions[r] and sees cache tokens 0..positions[r] inclusive (the cache must
-// already hold them). Query head h reads KV head h / (nq / nkv). Softmax scale 1/sqrt(d).
-// out: (rows, nq * d), rows `out_stride` floats apart. out may alias q when the strides are
-// equal (each head's query is read before that head's output is written).
+// q: (rows, nq, d), rows `q_stride` floats apart. The cache is paged: block b holds tokens
+// [b * block_size, (b + 1) * block_size), token-major (block_size, nkv, d) with tokens
+// `token_stride` floats apart. Query row r sits at position positions[r] and sees cache tokens
+// 0..positions[r] inclusive (the cache must already hold them). Query head h reads KV head
+// h / (nq / nkv). Softmax scale 1/sqrt(d). out: (rows, nq * d), rows `out_stride` floats apart;
+// it may alias q when the strides are equal.
 struct AttentionShape {
   int64_t num_heads, num_kv_heads, head_dim;
 };
+struct KvView {
+  const float* const* key_blocks;
+  const float* const* value_blocks;
+  int64_t block_size;
+  int64_t token_stride;
+};
+void attention(const float* q, int64_t rows, int64_t q_stride, const KvView& kv, const int32_t* positions,
+               const AttentionShape& shape, float* out, int64_t out_stride);
+// The same over one contiguous cache (token t at key + t * kv_stride).
 void attention(const float* q, int64_t rows, int64_t q_stride, const float* key, const float* value,
                int64_t kv_stride, const int32_t* positions, const AttentionShape& shape, float* out,
                int64_t out_stride);

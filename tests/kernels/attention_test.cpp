@@ -40,7 +40,24 @@ std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
 struct Case {
   int64_t rows, num_heads, num_kv_heads, head_dim, cache_offset;
   bool shuffle_positions = false;
+  int64_t block_size = 0;  // > 0: the cache is paged into blocks of this many tokens, stored out of order
 };
+
+// Copies a contiguous (tokens, stride) cache into blocks of block_size tokens placed in
+// reverse order in one pool; returns each logical block's pointer.
+std::vector<const float*> page(const std::vector<float>& cache, int64_t tokens, int64_t stride, int64_t block_size,
+                               std::vector<float>& pool) {
+  const int64_t blocks = (tokens + block_size - 1) / block_size;
+  pool.assign(static_cast<size_t>(blocks * block_size * stride), NAN);
+  std::vector<const float*> pointers;
+  for (int64_t b = 0; b < blocks; ++b) {
+    float* block = pool.data() + (blocks - 1 - b) * block_size * stride;
+    const int64_t count = std::min(block_size, tokens - b * block_size);
+    std::copy_n(cache.data() + b * block_size * stride, count * stride, block);
+    pointers.push_back(block);
+  }
+  return pointers;
+}
 
 void check_attention(const Case& c) {
   SCOPED_TRACE("rows=" + std::to_string(c.rows) + " nq=" + std::to_string(c.num_heads) +
@@ -60,8 +77,16 @@ void check_attention(const Case& c) {
 
   const AttentionShape shape{c.num_heads, c.num_kv_heads, d};
   std::vector<float> out(static_cast<size_t>(c.rows * out_stride), -12345.0f), ref(out.size(), -12345.0f);
-  attention(q.data(), c.rows, q_stride, key.data(), value.data(), kv_stride, positions.data(), shape,
-            out.data(), out_stride);
+  if (c.block_size > 0) {
+    std::vector<float> key_pool, value_pool;
+    const auto key_blocks = page(key, tokens, kv_stride, c.block_size, key_pool);
+    const auto value_blocks = page(value, tokens, kv_stride, c.block_size, value_pool);
+    attention(q.data(), c.rows, q_stride, KvView{key_blocks.data(), value_blocks.data(), c.block_size, kv_stride},
+              positions.data(), shape, out.data(), out_stride);
+  } else {
+    attention(q.data(), c.rows, q_stride, key.data(), value.data(), kv_stride, positions.data(), shape,
+              out.data(), out_stride);
+  }
   reference::attention(q.data(), c.rows, q_stride, key.data(), value.data(), kv_stride, positions.data(),
                        shape, ref.data(), out_stride);
 
@@ -122,6 +147,14 @@ TEST(Attention, DecodeAgainstLongCache) {
 TEST(Attention, PositionsInAnyOrder) {
   check_attention({64, 8, 2, 64, 40, true});
   check_attention({9, 4, 4, 16, 200, true});
+}
+
+TEST(Attention, PagedCacheMatchesReference) {
+  for (int64_t block_size : {1, 16, 50, 128}) {
+    check_attention({1, 8, 2, 64, 500, false, block_size});
+    check_attention({64, 8, 2, 64, 37, false, block_size});
+    check_attention({9, 4, 4, 16, 200, true, block_size});
+  }
 }
 
 TEST(Attention, InPlaceOverQueries) {
