@@ -12,6 +12,7 @@ packages=(
   libpcre2-dev         # Unicode regexes of byte-level pre-tokenizers
   libcli11-dev         # command line
   libgtest-dev libgmock-dev libbenchmark-dev
+  libtorch-dev libgloo-dev   # trainer only (swiftkv distill): libtorch CPU with c10d/Gloo
 )
 # Node.js + npm run the reference tokenizers/templates that make test fixtures; any
 # installed Node.js >= 18 will do, Debian's is used where none is present.
