@@ -20,6 +20,7 @@ struct ChatTemplateOptions {
   // Tests pin it so renders are reproducible.
   std::string date;
   // Further template variables (tools, enable_thinking, documents, ...); null or an object.
+  // tools and documents are None unless given here, as in transformers.
   nlohmann::json extra;
 };
 
@@ -39,6 +40,9 @@ class ChatTemplate {
   // null; other keys such as tool_calls are passed through). Throws swiftkv::Error for a
   // template's raise_exception(msg) (the message is msg) and for run-time errors.
   std::string render(const nlohmann::json& messages, const ChatTemplateOptions& options) const;
+  // The same, keeping the keys of each object in the order given (as Python dicts do);
+  // nlohmann::json sorts them, which shows in `x | tojson` output.
+  std::string render(const nlohmann::ordered_json& messages, const ChatTemplateOptions& options) const;
 
  private:
   std::shared_ptr<const jinja::Template> template_;
