@@ -320,6 +320,15 @@ class Interpreter {
     std::weak_ptr<Scope> defining = scope;  // the macro lives in that scope: no cycle
     scope->variables[s.text] =
         Value::from_function([this, macro, defining](std::vector<Value>& args, Kwargs& kwargs) {
+          // A macro that calls itself without end must not overflow the stack (jinja2 raises too).
+          if (macro_depth_ >= kMaxMacroDepth)
+            throw RuntimeError("macro '" + macro->text + "' nested more than " +
+                               std::to_string(kMaxMacroDepth) + " calls deep");
+          struct DepthGuard {
+            int& depth;
+            explicit DepthGuard(int& d) : depth(++d) {}
+            ~DepthGuard() { --depth; }
+          } guard(macro_depth_);
           auto call = std::make_shared<Scope>();
           call->parent = defining.lock();
           const auto& parameters = macro->parameters;
@@ -570,7 +579,9 @@ class Interpreter {
                        b.type_name() + "'");
   }
 
+  static constexpr int kMaxMacroDepth = 100;
   const RenderContext& context_;
+  int macro_depth_ = 0;
 };
 
 }  // namespace

@@ -252,6 +252,8 @@ class Parser {
       expect_end_tag("endgeneration");
       s->kind = Stmt::Kind::kWith;
       s->bodies.push_back(std::move(body));
+    } else if (name.rfind("end", 0) == 0 || name == "else" || name == "elif") {
+      fail(line, "unexpected {% " + name + " %} (no open block it closes)");
     } else {
       fail(line, "unsupported statement {% " + name + " %}");
     }

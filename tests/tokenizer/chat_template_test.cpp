@@ -352,6 +352,36 @@ TEST(ChatTemplateErrors, UnsupportedConstructsNameThemselvesAndTheirLine) {
             "chat template line 1: unsupported operand type(s) for +: 'str' and 'int'");
 }
 
+TEST(ChatTemplateErrors, EveryPrefixOfTheRealTemplatesParsesOrFailsCleanly) {
+  // Truncated templates exercise every "template ended here" path of the lexer and parser;
+  // each prefix must parse (and render or throw swiftkv::Error), never crash.
+  auto messages =
+      nlohmann::json::parse(R"([{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+                                            {"role": "assistant", "content": "<think>r</think>a"}])");
+  ChatTemplateOptions options;
+  options.date = kPinnedDate;
+  size_t parsed = 0, rejected = 0;
+  for (const char* name : {"llama3_1", "qwen3", "gemma3", "deepseek_v3"}) {
+    std::string source = template_of(name);
+    for (size_t n = 0; n <= source.size(); n += 1 + n / 400) {
+      try {
+        ChatTemplate tmpl(source.substr(0, n));
+        ++parsed;
+        tmpl.render(messages, options);
+      } catch (const Error&) {
+        ++rejected;
+      }
+    }
+  }
+  EXPECT_GT(parsed, 10u);
+  EXPECT_GT(rejected, 100u);
+  EXPECT_EQ(error_of([] { render("{% endif %}"); }),
+            "chat template line 1: unexpected {% endif %} (no open block it closes)");
+  EXPECT_NE(
+      error_of([] { render("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"); }).find("nested more than"),
+      std::string::npos);
+}
+
 TEST(ChatTemplateErrors, BadConversationsAreErrors) {
   ChatTemplate tmpl("{{ messages | length }}");
   EXPECT_NE(error_of([&] { tmpl.render(nlohmann::json::object(), {}); }).find("JSON array"),
