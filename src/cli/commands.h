@@ -13,6 +13,8 @@ void add_inspect_command(CLI::App& app);
 void add_import_command(CLI::App& app);
 void add_random_model_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_convert_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 
 // -m, --dtype, --threads, --swiftkv: how to load and run a model.
 struct ModelOptions {

@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   swiftkv::cli::add_import_command(app);
   swiftkv::cli::add_random_model_command(app);
   swiftkv::cli::add_bench_command(app);
+  swiftkv::cli::add_convert_command(app);
+  swiftkv::cli::add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -12,14 +12,19 @@ double log_softmax_at(std::span<const float> logits, int32_t token) {
   return static_cast<double>(logits[static_cast<size_t>(token)] - max_logit) - std::log(sum);
 }
 
+std::vector<float> sequence_logits(const model::Model& model, std::span<const int32_t> tokens,
+                                   model::Path path) {
+  if (tokens.empty()) return {};
+  model::KvCache cache = model.make_cache(static_cast<int64_t>(tokens.size()), path);
+  return model.forward(tokens, 0, cache, path, model::Logits::All);
+}
+
 std::vector<double> token_logprobs(const model::Model& model, std::span<const int32_t> tokens,
                                    model::Path path) {
   std::vector<double> result;
   if (tokens.size() < 2) return result;
   const int64_t vocab = model.config().vocab_size;
-  model::KvCache cache = model.make_cache(static_cast<int64_t>(tokens.size()), path);
-  std::vector<float> logits =
-      model.forward(tokens.first(tokens.size() - 1), 0, cache, path, model::Logits::All);
+  std::vector<float> logits = sequence_logits(model, tokens.first(tokens.size() - 1), path);
   result.resize(tokens.size() - 1);
   for (size_t t = 0; t + 1 < tokens.size(); ++t)
     result[t] = log_softmax_at(

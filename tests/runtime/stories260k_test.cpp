@@ -8,8 +8,8 @@
 #include "io/llama2c.h"
 #include "kernels/gemm.h"
 #include "model/model.h"
+#include "runtime/eval.h"
 #include "runtime/generator.h"
-#include "runtime/scoring.h"
 #include "test_paths.h"
 #include "tokenizer/tokenizer.h"
 
@@ -50,25 +50,12 @@ class Stories260K : public ::testing::Test {
     std::getline(readme, line);
     return text + line;
   }
-  // Mean NLL over the dev text, scored as llama2.c's reference figure was.
+  // Mean NLL over the dev text, scored as llama2.c's reference figure was (runtime/eval.h).
   static std::pair<double, int64_t> dev_text_nll(const model::Model& model,
                                                  const tokenizer::Tokenizer& tokenizer) {
-    const std::string text = read_file(shared_dir() / "data/tinystories/tinystories_dev.txt");
-    double total = 0;
-    int64_t count = 0;
-    size_t begin = 0;
-    while (begin <= text.size()) {
-      size_t end = text.find("\n\n", begin);
-      if (end == std::string::npos) end = text.size();
-      std::string paragraph = text.substr(begin, end - begin);
-      begin = end + 2;
-      if (paragraph.empty()) continue;
-      std::vector<int32_t> ids = tokenizer.encode(paragraph, /*add_special_tokens=*/true);
-      if (ids.size() > 512) ids.resize(512);
-      for (double logprob : token_logprobs(model, ids, model::Path::SwiftKV)) total -= logprob;
-      count += static_cast<int64_t>(ids.size()) - 1;
-    }
-    return {total / static_cast<double>(count), count};
+    const std::string text = read_eval_text(shared_dir() / "data/tinystories/tinystories_dev.txt");
+    EvalResult result = evaluate({model, model::Path::SwiftKV}, eval_sequences(tokenizer, text, 512));
+    return {result.mean_nll, result.tokens};
   }
   static std::filesystem::path model_dir_;
 };
