@@ -1,36 +1,65 @@
 #pragma once
-// The KV cache of one sequence: one physical cache per KV-producing layer (M early layers
-// plus one per AcrossKV group; L when the teacher path runs), each token-major
-// (tokens, nkv, head_dim) in float32. A paged, shared cache replaces this for serving.
+// KV storage. A KvPool holds, for each physical cache (M early layers plus one per AcrossKV
+// group; L when the teacher path runs), num_blocks blocks of block_size tokens, token-major
+// (block_size, nkv, head_dim) in float32. A sequence owns a BlockTable: its i-th block holds
+// positions [i * block_size, (i + 1) * block_size) in every cache. Sequences share a pool
+// (serving) or own one (KvCache: generate, scoring).
 #include <cstdint>
 #include <vector>
 
-#include "io/model_config.h"
-
 namespace swiftkv::model {
 
-class KvCache {
+using BlockTable = std::vector<int32_t>;
+
+class KvPool {
  public:
-  KvCache(int64_t num_caches, int64_t capacity, int64_t num_kv_heads, int64_t head_dim)
+  KvPool(int64_t num_caches, int64_t num_blocks, int64_t block_size, int64_t num_kv_heads, int64_t head_dim)
       : num_caches_(num_caches),
-        capacity_(capacity),
+        num_blocks_(num_blocks),
+        block_size_(block_size),
         token_stride_(num_kv_heads * head_dim),
-        keys_(static_cast<size_t>(num_caches * capacity * token_stride_)),
+        keys_(static_cast<size_t>(num_caches * num_blocks * block_size * token_stride_)),
         values_(keys_.size()) {}
 
   int64_t num_caches() const { return num_caches_; }
-  int64_t capacity() const { return capacity_; }
+  int64_t num_blocks() const { return num_blocks_; }
+  int64_t block_size() const { return block_size_; }
   int64_t token_stride() const { return token_stride_; }  // floats between consecutive tokens
-  float* key(int64_t cache, int64_t position) { return keys_.data() + offset(cache, position); }
-  float* value(int64_t cache, int64_t position) { return values_.data() + offset(cache, position); }
+  float* key_block(int64_t cache, int32_t block) { return keys_.data() + offset(cache, block); }
+  float* value_block(int64_t cache, int32_t block) { return values_.data() + offset(cache, block); }
+  // Where `position` of the sequence with `table` lives.
+  float* key(int64_t cache, const BlockTable& table, int64_t position) {
+    return key_block(cache, table[static_cast<size_t>(position / block_size_)]) +
+           (position % block_size_) * token_stride_;
+  }
+  float* value(int64_t cache, const BlockTable& table, int64_t position) {
+    return value_block(cache, table[static_cast<size_t>(position / block_size_)]) +
+           (position % block_size_) * token_stride_;
+  }
   size_t bytes() const { return (keys_.size() + values_.size()) * sizeof(float); }
 
  private:
-  size_t offset(int64_t cache, int64_t position) const {
-    return static_cast<size_t>((cache * capacity_ + position) * token_stride_);
+  size_t offset(int64_t cache, int32_t block) const {
+    return static_cast<size_t>((cache * num_blocks_ + block) * block_size_ * token_stride_);
   }
-  int64_t num_caches_, capacity_, token_stride_;
+  int64_t num_caches_, num_blocks_, block_size_, token_stride_;
   std::vector<float> keys_, values_;
+};
+
+// One sequence with a pool of its own: a single block of `capacity` tokens.
+class KvCache {
+ public:
+  KvCache(int64_t num_caches, int64_t capacity, int64_t num_kv_heads, int64_t head_dim)
+      : pool_(num_caches, 1, capacity, num_kv_heads, head_dim), table_{0} {}
+  int64_t num_caches() const { return pool_.num_caches(); }
+  int64_t capacity() const { return pool_.block_size(); }
+  KvPool& pool() { return pool_; }
+  const BlockTable& table() const { return table_; }
+  size_t bytes() const { return pool_.bytes(); }
+
+ private:
+  KvPool pool_;
+  BlockTable table_;
 };
 
 }  // namespace swiftkv::model

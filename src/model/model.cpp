@@ -17,7 +17,8 @@ struct Model::Layer {
 };
 
 struct Model::Scratch {
-  std::vector<float> hidden, normed, projected, attended, out, gate_up, activated, swiftkv_kv;
+  std::vector<float> hidden, kept_hidden, normed, projected, attended, out, gate_up, activated, swiftkv_kv;
+  std::vector<const float*> key_blocks, value_blocks;
 };
 
 namespace {
@@ -183,14 +184,21 @@ bool Model::has_teacher() const {
   return true;
 }
 
+int64_t Model::num_caches(Path path) const {
+  return path == Path::Teacher ? config_.num_hidden_layers : config_.num_kv_caches();
+}
+
 KvCache Model::make_cache(int64_t capacity, Path path) const {
-  int64_t caches = path == Path::Teacher ? config_.num_hidden_layers : config_.num_kv_caches();
-  return KvCache(caches, capacity, config_.num_key_value_heads, config_.head_dim);
+  return KvCache(num_caches(path), capacity, config_.num_key_value_heads, config_.head_dim);
+}
+
+KvPool Model::make_pool(int64_t num_blocks, int64_t block_size, Path path) const {
+  return KvPool(num_caches(path), num_blocks, block_size, config_.num_key_value_heads, config_.head_dim);
 }
 
 int64_t Model::kv_bytes_per_token(Path path) const {
-  int64_t caches = path == Path::Teacher ? config_.num_hidden_layers : config_.num_kv_caches();
-  return caches * 2 * config_.num_key_value_heads * config_.head_dim * static_cast<int64_t>(sizeof(float));
+  return num_caches(path) * 2 * config_.num_key_value_heads * config_.head_dim *
+         static_cast<int64_t>(sizeof(float));
 }
 
 size_t Model::weight_bytes() const {
@@ -223,7 +231,8 @@ void Model::embed(std::span<const int32_t> tokens, float* out) const {
 }
 
 void Model::attention_block(const Layer& layer, float* h, int64_t rows, const int32_t* positions,
-                            KvCache& cache, int64_t cache_index, bool write_kv, Scratch& scratch) const {
+                            const std::vector<Segment>& segments, KvPool& pool, int64_t cache_index,
+                            bool write_kv, Scratch& scratch) const {
   const int64_t hidden = config_.hidden_size, nq = config_.num_attention_heads,
                 nkv = config_.num_key_value_heads, d = config_.head_dim;
   float* normed = first(scratch.normed, rows * hidden);
@@ -236,11 +245,13 @@ void Model::attention_block(const Layer& layer, float* h, int64_t rows, const in
   if (write_kv) {
     layer.qkv->forward(normed, rows, projected);
     kernels::apply_rope(projected + nq * d, rows, q_stride, nkv, positions, *rope_);
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* k = projected + r * q_stride + nq * d;
-      std::memcpy(cache.key(cache_index, positions[r]), k, static_cast<size_t>(nkv * d) * sizeof(float));
-      std::memcpy(cache.value(cache_index, positions[r]), k + nkv * d,
-                  static_cast<size_t>(nkv * d) * sizeof(float));
+    for (const Segment& segment : segments) {
+      for (int64_t r = segment.first_row; r < segment.first_row + segment.rows; ++r) {
+        const float* k = projected + r * q_stride + nq * d;
+        const size_t bytes = static_cast<size_t>(nkv * d) * sizeof(float);
+        std::memcpy(pool.key(cache_index, *segment.block_table, positions[r]), k, bytes);
+        std::memcpy(pool.value(cache_index, *segment.block_table, positions[r]), k + nkv * d, bytes);
+      }
     }
   } else {
     layer.q_swiftkv->forward(normed, rows, projected);
@@ -248,8 +259,20 @@ void Model::attention_block(const Layer& layer, float* h, int64_t rows, const in
   kernels::apply_rope(projected, rows, q_stride, nq, positions, *rope_);
 
   float* attended = first(scratch.attended, rows * nq * d);
-  kernels::attention(projected, rows, q_stride, cache.key(cache_index, 0), cache.value(cache_index, 0),
-                     cache.token_stride(), positions, {nq, nkv, d}, attended, nq * d);
+  for (const Segment& segment : segments) {
+    auto& keys = scratch.key_blocks;
+    auto& values = scratch.value_blocks;
+    keys.clear();
+    values.clear();
+    for (int32_t block : *segment.block_table) {
+      keys.push_back(pool.key_block(cache_index, block));
+      values.push_back(pool.value_block(cache_index, block));
+    }
+    kernels::attention(projected + segment.first_row * q_stride, segment.rows, q_stride,
+                       {keys.data(), values.data(), pool.block_size(), pool.token_stride()},
+                       positions + segment.first_row, {nq, nkv, d}, attended + segment.first_row * nq * d,
+                       nq * d);
+  }
   float* out = first(scratch.out, rows * hidden);
   layer.o->forward(attended, rows, out);
   add_in_place(h, out, rows * hidden);
@@ -273,26 +296,48 @@ void Model::mlp_block(const Layer& layer, float* h, int64_t rows, Scratch& scrat
 
 std::vector<float> Model::forward(std::span<const int32_t> tokens, int64_t start_position, KvCache& cache,
                                   Path path, Logits logits) const {
-  const int64_t rows = static_cast<int64_t>(tokens.size()), hidden = config_.hidden_size,
-                num_layers = config_.num_hidden_layers, nkv = config_.num_key_value_heads,
-                d = config_.head_dim;
-  if (rows == 0) throw Error("forward: no tokens");
-  const int64_t end = start_position + rows;
-  if (end > cache.capacity() || end > rope_->max_positions())
-    throw Error("sequence of " + std::to_string(end) + " tokens exceeds the context (" +
-                std::to_string(std::min(cache.capacity(), rope_->max_positions())) + " tokens)");
+  if (start_position + static_cast<int64_t>(tokens.size()) > cache.capacity())
+    throw Error("sequence of " + std::to_string(start_position + static_cast<int64_t>(tokens.size())) +
+                " tokens exceeds the cache (" + std::to_string(cache.capacity()) + " tokens)");
+  const SequenceStep step{tokens, start_position, &cache.table(), logits};
+  return forward(std::span<const SequenceStep>(&step, 1), cache.pool(), path);
+}
+
+std::vector<float> Model::forward(std::span<const SequenceStep> steps, KvPool& pool, Path path) const {
+  const int64_t hidden = config_.hidden_size, num_layers = config_.num_hidden_layers,
+                nkv = config_.num_key_value_heads, d = config_.head_dim;
   if (path == Path::Teacher && !has_teacher())
     throw Error("this model was loaded without the teacher q/k/v (load it with load_teacher)");
-  const int64_t expected_caches = path == Path::Teacher ? num_layers : config_.num_kv_caches();
-  if (cache.num_caches() != expected_caches) throw Error("forward: KV cache was made for another path");
-  for (int32_t token : tokens)
-    if (token < 0 || token >= config_.vocab_size)
-      throw Error("token id " + std::to_string(token) + " is outside the vocabulary [0, " +
-                  std::to_string(config_.vocab_size) + ")");
+  if (pool.num_caches() != num_caches(path)) throw Error("forward: the KV pool was made for another path");
 
-  std::vector<int32_t> positions(static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; ++r)
-    positions[static_cast<size_t>(r)] = static_cast<int32_t>(start_position + r);
+  // Flatten the batch: every step's rows, and which of them continue past layer M.
+  std::vector<int32_t> tokens, positions;
+  std::vector<Segment> segments, kept_segments;
+  std::vector<int64_t> kept_rows;
+  for (const SequenceStep& step : steps) {
+    const int64_t count = static_cast<int64_t>(step.tokens.size()), end = step.start_position + count;
+    if (count == 0) throw Error("forward: a sequence step has no tokens");
+    if (end > rope_->max_positions())
+      throw Error("sequence of " + std::to_string(end) + " tokens exceeds the context (" +
+                  std::to_string(rope_->max_positions()) + " tokens)");
+    if (!step.block_table || static_cast<int64_t>(step.block_table->size()) * pool.block_size() < end)
+      throw Error("forward: the block table does not cover position " + std::to_string(end - 1));
+    const int64_t first_row = static_cast<int64_t>(tokens.size());
+    segments.push_back({first_row, count, step.block_table});
+    for (int64_t i = 0; i < count; ++i) {
+      const int32_t token = step.tokens[static_cast<size_t>(i)];
+      if (token < 0 || token >= config_.vocab_size)
+        throw Error("token id " + std::to_string(token) + " is outside the vocabulary [0, " +
+                    std::to_string(config_.vocab_size) + ")");
+      tokens.push_back(token);
+      positions.push_back(static_cast<int32_t>(step.start_position + i));
+    }
+    const int64_t kept = step.logits == Logits::All ? count : step.logits == Logits::Last ? 1 : 0;
+    if (kept > 0) kept_segments.push_back({static_cast<int64_t>(kept_rows.size()), kept, step.block_table});
+    for (int64_t i = count - kept; i < count; ++i) kept_rows.push_back(first_row + i);
+  }
+  const int64_t rows = static_cast<int64_t>(tokens.size()), kept = static_cast<int64_t>(kept_rows.size());
+
   std::unique_ptr<Scratch> scratch = take_scratch();
   float* h = first(scratch->hidden, rows * hidden);
   embed(tokens, h);
@@ -300,13 +345,10 @@ std::vector<float> Model::forward(std::span<const int32_t> tokens, int64_t start
   const int64_t early_layers = path == Path::Teacher ? num_layers : config_.num_key_value_layers;
   for (int64_t l = 0; l < early_layers; ++l) {
     const Layer& layer = layers_[static_cast<size_t>(l)];
-    attention_block(layer, h, rows, positions.data(), cache, l, /*write_kv=*/true, *scratch);
+    attention_block(layer, h, rows, positions.data(), segments, pool, l, /*write_kv=*/true, *scratch);
     mlp_block(layer, h, rows, *scratch);
   }
 
-  // Rows that continue past the early layers: only the last one unless every row's logits are wanted.
-  int64_t kept = logits == Logits::All ? rows : 1;
-  const int64_t first_kept = rows - kept;
   if (early_layers < num_layers) {
     // SingleInputKV: every later group's K/V for every token from one GEMM on norm_swiftkv(h_M).
     const int64_t groups = (num_layers - early_layers) / config_.key_value_group_size, kv_width = nkv * d,
@@ -318,27 +360,42 @@ std::vector<float> Model::forward(std::span<const int32_t> tokens, int64_t start
     for (int64_t g = 0; g < groups; ++g) {
       float* k = kv + g * 2 * kv_width;
       kernels::apply_rope(k, rows, row_stride, nkv, positions.data(), *rope_);
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* k_row = k + r * row_stride;
-        std::memcpy(cache.key(early_layers + g, positions[r]), k_row,
-                    static_cast<size_t>(kv_width) * sizeof(float));
-        std::memcpy(cache.value(early_layers + g, positions[r]), k_row + kv_width,
-                    static_cast<size_t>(kv_width) * sizeof(float));
+      for (const Segment& segment : segments) {
+        for (int64_t r = segment.first_row; r < segment.first_row + segment.rows; ++r) {
+          const float* k_row = k + r * row_stride;
+          const size_t bytes = static_cast<size_t>(kv_width) * sizeof(float);
+          std::memcpy(pool.key(early_layers + g, *segment.block_table, positions[r]), k_row, bytes);
+          std::memcpy(pool.value(early_layers + g, *segment.block_table, positions[r]), k_row + kv_width,
+                      bytes);
+        }
       }
     }
-    float* kept_h = h + first_kept * hidden;
-    const int32_t* kept_positions = positions.data() + first_kept;
-    for (int64_t l = early_layers; l < num_layers; ++l) {
-      const Layer& layer = layers_[static_cast<size_t>(l)];
-      attention_block(layer, kept_h, kept, kept_positions, cache, config_.kv_cache_index(l),
-                      /*write_kv=*/false, *scratch);
-      mlp_block(layer, kept_h, kept, *scratch);
-    }
+  }
+  if (kept == 0) {
+    return_scratch(std::move(scratch));
+    return {};
+  }
+
+  // Only the rows whose logits are wanted go on: gathered into their own buffer.
+  float* kept_h = first(scratch->kept_hidden, kept * hidden);
+  std::vector<int32_t> kept_positions(static_cast<size_t>(kept));
+  for (int64_t i = 0; i < kept; ++i) {
+    std::memcpy(kept_h + i * hidden, h + kept_rows[static_cast<size_t>(i)] * hidden,
+                static_cast<size_t>(hidden) * sizeof(float));
+    kept_positions[static_cast<size_t>(i)] =
+        positions[static_cast<size_t>(kept_rows[static_cast<size_t>(i)])];
+  }
+  for (int64_t l = early_layers; l < num_layers; ++l) {
+    const Layer& layer = layers_[static_cast<size_t>(l)];
+    attention_block(layer, kept_h, kept, kept_positions.data(), kept_segments, pool,
+                    config_.kv_cache_index(l),
+                    /*write_kv=*/false, *scratch);
+    mlp_block(layer, kept_h, kept, *scratch);
   }
 
   float* normed = first(scratch->normed, kept * hidden);
-  kernels::rmsnorm(h + first_kept * hidden, final_norm_.data(), kept, hidden,
-                   static_cast<float>(config_.rms_norm_eps), normed);
+  kernels::rmsnorm(kept_h, final_norm_.data(), kept, hidden, static_cast<float>(config_.rms_norm_eps),
+                   normed);
   std::vector<float> result(static_cast<size_t>(kept * config_.vocab_size));
   lm_head_->forward(normed, kept, result.data());
   return_scratch(std::move(scratch));

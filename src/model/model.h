@@ -2,7 +2,7 @@
 // A Llama-family model (llama, qwen2, and their SwiftKV variants) with weights packed for
 // the GEMM backend, and its forward pass.
 //
-// forward() runs a chunk of one sequence's tokens:
+// forward() runs one step over a batch of sequences (each a chunk of its tokens):
 //   layers [0, M) on every token (each writes its own KV cache);
 //   SwiftKV: s = rmsnorm(h_M; norm_swiftkv), ONE GEMM gives every later group's K/V for every
 //   token; only the rows whose logits are wanted continue through layers [M, L) with
@@ -37,7 +37,16 @@ struct LoadOptions {
   bool load_teacher = false;
 };
 
-enum class Logits { Last, All };
+enum class Logits { None, Last, All };
+
+// One sequence's part of a batched step: `tokens` at positions start_position.., whose KV
+// lives in the pool blocks of `block_table` (which must cover every position written).
+struct SequenceStep {
+  std::span<const int32_t> tokens;
+  int64_t start_position = 0;
+  const BlockTable* block_table = nullptr;
+  Logits logits = Logits::Last;  // None: a prompt chunk that is not the prompt's last
+};
 
 class Model {
  public:
@@ -53,10 +62,16 @@ class Model {
   int64_t kv_bytes_per_token(Path path) const;
   size_t weight_bytes() const;  // packed weights held in memory
 
-  // Runs tokens at positions start_position.. of the sequence cached in `cache` (which must
-  // already hold positions [0, start_position)). Returns logits: (1 or T, vocab).
+  // One step over a batch: every step's tokens go through layers [0, M) (and their K/V into
+  // the pool), SingleInputKV fills the later caches, and only rows whose logits are wanted
+  // run layers [M, L). Returns the logits rows in step order: 0, 1 or T per step (vocab wide).
+  std::vector<float> forward(std::span<const SequenceStep> steps, KvPool& pool, Path path) const;
+  // The same for one sequence with its own cache (which must already hold positions
+  // [0, start_position)).
   std::vector<float> forward(std::span<const int32_t> tokens, int64_t start_position, KvCache& cache,
                              Path path, Logits logits) const;
+  // Empty pool of `num_blocks` blocks for `path`, for many sequences.
+  KvPool make_pool(int64_t num_blocks, int64_t block_size, Path path) const;
 
   struct Layer;
   struct Scratch;
@@ -64,11 +79,18 @@ class Model {
  private:
   Model();
   void embed(std::span<const int32_t> tokens, float* out) const;
-  // The attention half of a decoder layer on `rows` rows of h (in place). write_kv: project
-  // q, k, v with the layer's own (or teacher) q/k/v and append k, v to cache `cache_index`;
+  // Rows of a batch that belong to one sequence.
+  struct Segment {
+    int64_t first_row, rows;
+    const BlockTable* block_table;
+  };
+  // The attention half of a decoder layer on the rows of h (in place). write_kv: project
+  // q, k, v with the layer's own (or teacher) q/k/v and write k, v to cache `cache_index`;
   // otherwise project q with q_proj_swiftkv and read the cache SingleInputKV filled.
-  void attention_block(const Layer& layer, float* h, int64_t rows, const int32_t* positions, KvCache& cache,
-                       int64_t cache_index, bool write_kv, Scratch& scratch) const;
+  void attention_block(const Layer& layer, float* h, int64_t rows, const int32_t* positions,
+                       const std::vector<Segment>& segments, KvPool& pool, int64_t cache_index, bool write_kv,
+                       Scratch& scratch) const;
+  int64_t num_caches(Path path) const;
   void mlp_block(const Layer& layer, float* h, int64_t rows, Scratch& scratch) const;
   // Activation buffers are reused across calls: first-touching fresh ones (page faults on
   // hundreds of MB per prefill) cost more than the math. One per concurrent forward().
