@@ -37,6 +37,7 @@ GenerationResult Generator::generate(const GenerationRequest& request,
   model::KvCache cache = model_.make_cache(capacity, path_);
   Sampler sampler(request.sampling, static_cast<int32_t>(config.vocab_size));
   tokenizer::StreamDecoder decoder(tokenizer_, /*skip_special_tokens=*/true);
+  decoder.prime(request.prompt);
   StopChecker stop_checker(request.stop);
   GenerationResult result;
   auto emit = [&](const std::string& text) {

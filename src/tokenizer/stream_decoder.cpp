@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "tokenizer/tokenizer.h"
 
 namespace swiftkv::tokenizer {
@@ -27,6 +29,12 @@ size_t final_length(const std::string& text) {
 
 StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special_tokens)
     : tokenizer_(tokenizer), skip_special_tokens_(skip_special_tokens) {}
+
+void StreamDecoder::prime(const std::vector<int32_t>& prompt) {
+  const size_t context = std::min(prompt.size(), kContextIds);
+  ids_.assign(prompt.end() - static_cast<std::ptrdiff_t>(context), prompt.end());
+  emitted_bytes_ = tokenizer_.decode(ids_, skip_special_tokens_).size();
+}
 
 // Invariant: decode(ids_) = what was emitted for these ids (its first emitted_bytes_ bytes)
 // + a held tail. Decoding the window, rather than each id alone, gives the decoder the

@@ -57,6 +57,10 @@ class Tokenizer {
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special_tokens = false);
+  // Continues after `prompt` (whose text is not emitted again): the first generated piece is
+  // decoded in context, so e.g. SentencePiece's leading-space strip does not eat the space
+  // between the prompt and the first generated word.
+  void prime(const std::vector<int32_t>& prompt);
   std::string push(int32_t id);
   std::string finish();  // flushes held bytes (incomplete tail -> U+FFFD)
 

@@ -114,10 +114,43 @@ TEST(StreamDecoder, LongStreamEqualsDecodeWithAndWithoutSpecials) {
   }
 }
 
-TEST(StreamDecoder, UnknownIdIsAnError) {
-  StreamDecoder decoder(test::tok512_tokenizer());
-  EXPECT_THROW(decoder.push(512), Error);
-  EXPECT_THROW(test::tok512_tokenizer().decode({-1}), Error);
+// Models may sample ids past the tokenizer's vocabulary (padded logits): they decode to
+// nothing, as in Hugging Face, and never stop a stream.
+TEST(StreamDecoder, IdsOutsideTheVocabularyDecodeToNothing) {
+  const Tokenizer& tokenizer = test::tok512_tokenizer();
+  StreamDecoder decoder(tokenizer);
+  std::string text;
+  for (int32_t id : tokenizer.encode("Hi", false)) text += decoder.push(id);
+  EXPECT_EQ(decoder.push(512), "");
+  EXPECT_EQ(decoder.push(-1), "");
+  text += decoder.finish();
+  EXPECT_EQ(text, "Hi");
+  EXPECT_EQ(tokenizer.decode({-1, 512, 100000}), "");
+}
+
+}  // namespace
+}  // namespace swiftkv::tokenizer
+
+namespace swiftkv::tokenizer {
+namespace {
+
+// What a user sees: the prompt, then the streamed completion, must read as decode(prompt +
+// completion) — the space before the first generated word included.
+TEST(StreamDecoder, PrimedWithThePromptKeepsTheSpaceBeforeTheFirstWord) {
+  const Tokenizer& tokenizer = test::tok512_tokenizer();
+  const std::string prompt_text = "Once upon a time, there was";
+  for (const std::string completion : {" a little girl", " Lily", "!"}) {
+    std::vector<int32_t> prompt = tokenizer.encode(prompt_text);
+    std::vector<int32_t> all = tokenizer.encode(prompt_text + completion);
+    ASSERT_TRUE(std::equal(prompt.begin(), prompt.end(), all.begin())) << completion;
+    StreamDecoder decoder(tokenizer, /*skip_special_tokens=*/true);
+    decoder.prime(prompt);
+    std::string streamed;
+    for (size_t i = prompt.size(); i < all.size(); ++i) streamed += decoder.push(all[i]);
+    streamed += decoder.finish();
+    EXPECT_EQ(prompt_text + streamed, tokenizer.decode(all, /*skip_special_tokens=*/true));
+    EXPECT_EQ(streamed, completion);
+  }
 }
 
 }  // namespace
