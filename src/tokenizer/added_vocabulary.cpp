@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "tokenizer/bpe.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
 
@@ -35,8 +36,8 @@ AddedVocabulary::AddedVocabulary(const nlohmann::json& added_tokens) {
   if (added_tokens.is_null()) return;
   for (const auto& entry : added_tokens) {
     AddedToken token;
-    token.id = entry.at("id").get<int32_t>();
     token.content = entry.at("content").get<std::string>();
+    token.id = checked_token_id(entry.at("id"), token.content);
     token.single_word = entry.value("single_word", false);
     token.lstrip = entry.value("lstrip", false);
     token.rstrip = entry.value("rstrip", false);

@@ -26,8 +26,7 @@ BpeModel::BpeModel(const nlohmann::json& model) {
   const nlohmann::json& vocab = model.at("vocab");
   vocab_.reserve(vocab.size());
   for (const auto& [token, id_json] : vocab.items()) {
-    int32_t id = id_json.get<int32_t>();
-    if (id < 0) throw Error("tokenizer.json: token \"" + token + "\" has negative id " + std::to_string(id));
+    const int32_t id = checked_token_id(id_json, token);
     vocab_.emplace(token, id);
     if (static_cast<size_t>(id) >= id_to_token_.size()) id_to_token_.resize(id + 1);
     id_to_token_[id] = token;
@@ -203,6 +202,14 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& ids) cons
     if (auto candidate = candidate_at(top.pos)) queue.push(*candidate);
   }
   for (int32_t pos = 0; pos >= 0; pos = symbols[pos].next) ids.push_back(symbols[pos].id);
+}
+
+int32_t checked_token_id(const nlohmann::json& id, const std::string& token) {
+  const int64_t value = id.is_number_integer() ? id.get<int64_t>() : -1;
+  if (value < 0 || value >= kMaxTokenId)
+    throw Error("tokenizer.json: token \"" + token + "\" has id " + id.dump() +
+                ", expected an integer in [0, " + std::to_string(kMaxTokenId) + ")");
+  return static_cast<int32_t>(value);
 }
 
 }  // namespace swiftkv::tokenizer

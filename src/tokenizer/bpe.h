@@ -60,4 +60,10 @@ class BpeModel {
   mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
 };
 
+// Token ids in tokenizer.json (vocabulary and added tokens) must lie in [0, kMaxTokenId): the
+// id -> token table is sized by the largest id, so a corrupt id must not allocate gigabytes.
+constexpr int64_t kMaxTokenId = int64_t{1} << 24;
+// Throws swiftkv::Error naming the token when `id` is outside [0, kMaxTokenId).
+int32_t checked_token_id(const nlohmann::json& id, const std::string& token);
+
 }  // namespace swiftkv::tokenizer

@@ -202,9 +202,9 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
   std::vector<std::string> pieces;
   pieces.reserve(ids.size());
   for (int32_t id : ids) {
-    if (id < 0 || id >= vocab_size() || parts.id_to_token[id].empty())
-      throw Error("cannot decode token id " + std::to_string(id) + ": not in the vocabulary (size " +
-                  std::to_string(vocab_size()) + ")");
+    // Ids the tokenizer does not have decode to nothing, as in Hugging Face: models pad their
+    // logits past the vocabulary (Qwen2.5: 151936 logits, 151665 tokens) and may sample them.
+    if (id < 0 || id >= vocab_size() || parts.id_to_token[id].empty()) continue;
     if (skip_special_tokens && parts.special[id]) continue;
     pieces.push_back(parts.id_to_token[id]);
   }

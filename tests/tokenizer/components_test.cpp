@@ -71,6 +71,22 @@ TEST(Components, UnsupportedPartsAreNamed) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("BertNormalizer"), std::string::npos) << e.what();
   }
+  // Corrupt ids: negative, or so large the id table would take gigabytes.
+  for (nlohmann::json id : {nlohmann::json(-1), nlohmann::json(2000000000), nlohmann::json("7")}) {
+    nlohmann::json bad_vocab = tiny_model();
+    bad_vocab["vocab"]["b"] = id;
+    EXPECT_THROW(Tokenizer::from_json({{"model", bad_vocab}}, nullptr), Error) << id;
+    try {
+      Tokenizer::from_json({{"model", tiny_model()}, {"added_tokens", {added(0, "<x>", false, false)}}},
+                           nullptr);
+      nlohmann::json bad_added = {{"model", tiny_model()}, {"added_tokens", {added(0, "<x>", false, false)}}};
+      bad_added["added_tokens"][0]["id"] = id;
+      Tokenizer::from_json(bad_added, nullptr);
+      FAIL() << "added token id " << id << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("<x>"), std::string::npos) << e.what();
+    }
+  }
   nlohmann::json bad_merge = tiny_model();
   bad_merge["merges"].push_back("a zz");
   EXPECT_THROW(Tokenizer::from_json({{"model", bad_merge}}, nullptr), Error);
