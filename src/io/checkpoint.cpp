@@ -97,6 +97,8 @@ void validate_checkpoint(const ModelConfig& config, const TensorStore& store) {
   // Some tied checkpoints still carry a copy of lm_head; the engine uses the embedding.
   if (config.tie_word_embeddings)
     optional.push_back({"lm_head.weight", {config.vocab_size, config.hidden_size}});
+  // The reference SwiftKV models create norm_swiftkv even with SwiftKV off (M = L).
+  if (!config.swiftkv()) optional.push_back({"model.norm_swiftkv.weight", {config.hidden_size}});
   for (const ExpectedTensor& expected : optional) {
     known.insert(expected.name);
     if (store.contains(expected.name)) check_shape(expected);

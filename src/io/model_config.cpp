@@ -1,6 +1,7 @@
 #include "io/model_config.h"
 
 #include <cmath>
+#include <limits>
 
 #include "common/error.h"
 #include "common/files.h"
@@ -48,23 +49,31 @@ class Fields {
   std::vector<int> token_ids(const std::string& field) const {
     if (!has(field)) return {};
     const json& value = object_.at(field);
-    std::vector<int> ids;
+    std::vector<int64_t> values;
     if (value.is_array()) {
-      for (const json& item : value) ids.push_back(static_cast<int>(integer_value(field, item)));
+      for (const json& item : value) values.push_back(integer_value(field, item));
     } else {
-      ids.push_back(static_cast<int>(integer_value(field, value)));
+      values.push_back(integer_value(field, value));
     }
-    for (int id : ids)
-      if (id < 0) fail(field, "must hold non-negative token ids, got " + value.dump());
+    std::vector<int> ids;
+    for (int64_t id : values) {
+      if (id < 0 || id > std::numeric_limits<int32_t>::max())
+        fail(field, "must hold token ids in [0, 2^31), got " + value.dump());
+      ids.push_back(static_cast<int>(id));
+    }
     return ids;
   }
   const json& at(const std::string& field) const { return object_.at(field); }
 
  private:
   int64_t integer_value(const std::string& field, const json& value) const {
+    if (value.is_number_unsigned() && value.get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()})
+      fail(field, "is out of range: " + value.dump());
     if (value.is_number_integer()) return value.get<int64_t>();
     // Some exporters write 8192.0; accept a float only when it is a whole number.
-    if (value.is_number_float() && std::floor(value.get<double>()) == value.get<double>())
+    // (Within int64's range: casting a larger double is undefined.)
+    if (value.is_number_float() && std::floor(value.get<double>()) == value.get<double>() &&
+        std::abs(value.get<double>()) < 9.0e18)
       return static_cast<int64_t>(value.get<double>());
     fail(field, "must be an integer, got " + value.dump());
   }

@@ -143,14 +143,29 @@ TEST(Checkpoint, UnexpectedTensorsAreReportedButTeacherIsTolerated) {
   tensors.push_back({"model.layers.1.mlp.gate_proj.bias", {172}});
   write_checkpoint(dir, tensors);
   ModelConfig plain = small_config(5, 1);
-  expect_error([&] { validate_checkpoint(plain, TensorStore::open(dir)); },
-               {"model.safetensors: unexpected tensor model.norm_swiftkv.weight [64]",
-                "unexpected tensor model.layers.3.self_attn.q_proj_swiftkv.weight [64, 64]",
-                "unexpected tensor model.layers.1.mlp.gate_proj.bias [172]"});
+  // (norm_swiftkv alone is tolerated: the reference models create it even with SwiftKV off.)
+  expect_error(
+      [&] { validate_checkpoint(plain, TensorStore::open(dir)); },
+      {"model.safetensors: unexpected tensor model.layers.3.self_attn.q_proj_swiftkv.weight [64, 64]",
+       "unexpected tensor model.layers.1.mlp.gate_proj.bias [172]"});
   // With the right config only the stray bias is wrong.
   std::string message = expect_error([&] { validate_checkpoint(swiftkv, TensorStore::open(dir)); },
                                      {"(1 problem)", "unexpected tensor model.layers.1.mlp.gate_proj.bias"});
   EXPECT_EQ(message.find("q_proj"), std::string::npos) << message;
+}
+
+TEST(Checkpoint, NormSwiftkvIsToleratedWhenSwiftKVIsOff) {
+  ModelConfig plain = small_config(5, 1);
+  auto dir = swiftkv::testing::fresh_temp_dir("io_ckpt_norm_swiftkv_off");
+  auto tensors = inference_tensors(plain);
+  tensors.push_back({"model.norm_swiftkv.weight", {64}});
+  write_checkpoint(dir, tensors);
+  EXPECT_NO_THROW(validate_checkpoint(plain, TensorStore::open(dir)));
+  auto wrong = swiftkv::testing::fresh_temp_dir("io_ckpt_norm_swiftkv_off_wrong");
+  tensors.back().shape = {65};
+  write_checkpoint(wrong, tensors);
+  expect_error([&] { validate_checkpoint(plain, TensorStore::open(wrong)); },
+               {"model.norm_swiftkv.weight has shape [65], config.json implies [64]"});
 }
 
 TEST(Checkpoint, TeacherTensorsAreShapeChecked) {
