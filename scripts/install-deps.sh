@@ -13,6 +13,7 @@ packages=(
   libcli11-dev         # command line
   libgtest-dev libgmock-dev libbenchmark-dev
   libtorch-dev libgloo-dev   # trainer only (swiftkv distill): libtorch CPU with c10d/Gloo
+  libopenblas0-openmp        # BLAS behind libtorch (the default libblas3 is the slow reference one)
 )
 # Node.js + npm run the reference tokenizers/templates that make test fixtures; any
 # installed Node.js >= 18 will do, Debian's is used where none is present.

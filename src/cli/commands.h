@@ -13,6 +13,9 @@ void add_inspect_command(CLI::App& app);
 void add_import_command(CLI::App& app);
 void add_random_model_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+#ifdef SWIFTKV_HAVE_TRAINER
+void add_distill_command(CLI::App& app);  // only with the trainer (libtorch)
+#endif
 void add_convert_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 
@@ -25,8 +28,8 @@ struct ModelOptions {
 };
 void add_model_options(CLI::App& command, ModelOptions& options);
 model::Path selected_path(const ModelOptions& options);
-// Sets the thread count, then loads (with the teacher q/k/v when --swiftkv off needs them).
-std::unique_ptr<model::Model> load_model(const ModelOptions& options, bool load_teacher);
+// Sets the thread count, then loads the weights of the teacher path, the SwiftKV path or both.
+std::unique_ptr<model::Model> load_model(const ModelOptions& options, bool load_teacher, bool load_student);
 
 // Peak resident memory of this process so far, in bytes.
 size_t peak_rss_bytes();

@@ -12,6 +12,9 @@ int main(int argc, char** argv) {
   swiftkv::cli::add_import_command(app);
   swiftkv::cli::add_random_model_command(app);
   swiftkv::cli::add_bench_command(app);
+#ifdef SWIFTKV_HAVE_TRAINER
+  swiftkv::cli::add_distill_command(app);
+#endif
   swiftkv::cli::add_convert_command(app);
   swiftkv::cli::add_eval_command(app);
   try {
