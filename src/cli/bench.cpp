@@ -46,7 +46,7 @@ double seconds(std::chrono::steady_clock::time_point start) {
 void run_prefill_bench(const BenchOptions& options) {
   io::ModelConfig config = io::load_model_config(options.model.model_dir);
   const bool compare = config.swiftkv() && checkpoint_has_teacher(options.model.model_dir, config);
-  auto model = load_model(options.model, compare);
+  auto model = load_model(options.model, compare, /*load_student=*/true);
   const size_t rss_after_load = peak_rss_bytes();
 
   std::vector<model::Path> paths;
@@ -84,7 +84,7 @@ void run_prefill_bench(const BenchOptions& options) {
     for (int i = 0; i < options.decode_tokens; ++i)
       model->forward(std::span<const int32_t>(&token, 1), options.prompt_length + i, cache, path,
                      model::Logits::Last);
-    const double decode_rate = options.decode_tokens / seconds(start);
+    const double decode_rate = options.decode_tokens > 0 ? options.decode_tokens / seconds(start) : 0.0;
 
     const double rate = static_cast<double>(options.prompt_length) / median;
     const char* name =
@@ -114,9 +114,14 @@ void add_bench_command(CLI::App& app) {
   CLI::App* prefill = bench->add_subcommand(
       "prefill", "Prefill throughput, baseline vs SwiftKV on one checkpoint (random prompt tokens)");
   add_model_options(*prefill, options->model);
-  prefill->add_option("--prompt-len", options->prompt_length, "prompt tokens")->capture_default_str();
-  prefill->add_option("--repeats", options->repeats, "timed runs (median reported)")->capture_default_str();
+  prefill->add_option("--prompt-len", options->prompt_length, "prompt tokens")
+      ->check(CLI::Range(1, 1 << 30))
+      ->capture_default_str();
+  prefill->add_option("--repeats", options->repeats, "timed runs (median reported)")
+      ->check(CLI::Range(1, 1 << 30))
+      ->capture_default_str();
   prefill->add_option("--decode-tokens", options->decode_tokens, "decode steps timed after the prompt")
+      ->check(CLI::Range(0, 1 << 30))
       ->capture_default_str();
   prefill->add_option("--seed", options->seed, "seed of the random prompt")->capture_default_str();
   prefill->callback([options] { run_prefill_bench(*options); });

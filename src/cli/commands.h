@@ -29,7 +29,8 @@ struct ModelOptions {
 void add_model_options(CLI::App& command, ModelOptions& options);
 model::Path selected_path(const ModelOptions& options);
 // Sets the thread count, then loads the weights of the teacher path, the SwiftKV path or both.
-std::unique_ptr<model::Model> load_model(const ModelOptions& options, bool load_teacher, bool load_student);
+std::unique_ptr<model::Model> load_model(const ModelOptions& options, bool load_teacher,
+                                         bool load_student = true);
 
 // Peak resident memory of this process so far, in bytes.
 size_t peak_rss_bytes();

@@ -48,7 +48,7 @@ runtime::SamplingParams sampling_params(const GenerateOptions& options) {
 
 void run_generate(const GenerateOptions& options) {
   model::Path path = selected_path(options.model);
-  auto model = load_model(options.model, path == model::Path::Teacher);
+  auto model = load_model(options.model, path == model::Path::Teacher, path == model::Path::SwiftKV);
   auto tokenizer = tokenizer::Tokenizer::from_dir(options.model.model_dir);
   runtime::GenerationRequest request;
   request.prompt = tokenizer.encode(options.prompt, /*add_special_tokens=*/true);

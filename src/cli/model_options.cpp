@@ -13,7 +13,8 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
   command.add_option("--dtype", options.dtype, "weight type for compute")
       ->check(CLI::IsMember({"bf16", "f32"}))
       ->capture_default_str();
-  command.add_option("--threads", options.threads, "threads (default: all cores)");
+  command.add_option("--threads", options.threads, "threads (default: all cores)")
+      ->check(CLI::Range(0, 1 << 30));
   command
       .add_option("--swiftkv", options.swiftkv, "on: the checkpoint's SwiftKV path; off: the original model")
       ->check(CLI::IsMember({"on", "off"}))
@@ -24,12 +25,13 @@ model::Path selected_path(const ModelOptions& options) {
   return options.swiftkv == "off" ? model::Path::Teacher : model::Path::SwiftKV;
 }
 
-std::unique_ptr<model::Model> load_model(const ModelOptions& options, bool load_teacher) {
+std::unique_ptr<model::Model> load_model(const ModelOptions& options, bool load_teacher, bool load_student) {
   int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   kernels::set_num_threads(threads);
   model::LoadOptions load;
   load.weight_type = options.dtype == "f32" ? kernels::WeightType::F32 : kernels::WeightType::BF16;
   load.load_teacher = load_teacher;
+  load.load_student = load_student;
   return model::Model::load(options.model_dir, load);
 }
 

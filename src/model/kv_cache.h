@@ -5,6 +5,7 @@
 // positions [i * block_size, (i + 1) * block_size) in every cache. Sequences share a pool
 // (serving) or own one (KvCache: generate, scoring).
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace swiftkv::model {
@@ -18,15 +19,17 @@ class KvPool {
         num_blocks_(num_blocks),
         block_size_(block_size),
         token_stride_(num_kv_heads * head_dim),
-        keys_(static_cast<size_t>(num_caches * num_blocks * block_size * token_stride_)),
-        values_(keys_.size()) {}
+        floats_(static_cast<size_t>(num_caches * num_blocks * block_size * token_stride_)),
+        // Not value-initialised: pages are touched (and cost memory) only as tokens arrive.
+        keys_(new float[floats_]),
+        values_(new float[floats_]) {}
 
   int64_t num_caches() const { return num_caches_; }
   int64_t num_blocks() const { return num_blocks_; }
   int64_t block_size() const { return block_size_; }
   int64_t token_stride() const { return token_stride_; }  // floats between consecutive tokens
-  float* key_block(int64_t cache, int32_t block) { return keys_.data() + offset(cache, block); }
-  float* value_block(int64_t cache, int32_t block) { return values_.data() + offset(cache, block); }
+  float* key_block(int64_t cache, int32_t block) { return keys_.get() + offset(cache, block); }
+  float* value_block(int64_t cache, int32_t block) { return values_.get() + offset(cache, block); }
   // Where `position` of the sequence with `table` lives.
   float* key(int64_t cache, const BlockTable& table, int64_t position) {
     return key_block(cache, table[static_cast<size_t>(position / block_size_)]) +
@@ -36,14 +39,15 @@ class KvPool {
     return value_block(cache, table[static_cast<size_t>(position / block_size_)]) +
            (position % block_size_) * token_stride_;
   }
-  size_t bytes() const { return (keys_.size() + values_.size()) * sizeof(float); }
+  size_t bytes() const { return 2 * floats_ * sizeof(float); }
 
  private:
   size_t offset(int64_t cache, int32_t block) const {
     return static_cast<size_t>((cache * num_blocks_ + block) * block_size_ * token_stride_);
   }
   int64_t num_caches_, num_blocks_, block_size_, token_stride_;
-  std::vector<float> keys_, values_;
+  size_t floats_;
+  std::unique_ptr<float[]> keys_, values_;
 };
 
 // One sequence with a pool of its own: a single block of `capacity` tokens.

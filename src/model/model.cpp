@@ -145,7 +145,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& model_dir, const
           bias ? with_suffix(attn, {"q_proj", "k_proj", "v_proj"}, ".bias") : std::vector<std::string>{},
           type, staging);
     }
-    if (l >= first_swiftkv) {
+    if (l >= first_swiftkv && options.load_student) {
       layer.q_swiftkv = pack_rows(
           store, {attn + "q_proj_swiftkv.weight"},
           bias ? std::vector<std::string>{attn + "q_proj_swiftkv.bias"} : std::vector<std::string>{}, type,
@@ -158,7 +158,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& model_dir, const
   }
   model->final_norm_ = store.read_f32("model.norm.weight");
 
-  if (config.swiftkv()) {
+  if (config.swiftkv() && options.load_student) {
     model->norm_swiftkv_ = store.read_f32("model.norm_swiftkv.weight");
     std::vector<std::string> weights, biases;
     for (int64_t leader = first_swiftkv; leader < num_layers; leader += config.key_value_group_size) {
@@ -183,6 +183,8 @@ bool Model::has_teacher() const {
     if (!layer.qkv) return false;
   return true;
 }
+
+bool Model::has_student() const { return !config_.swiftkv() || swiftkv_kv_.has_value(); }
 
 int64_t Model::num_caches(Path path) const {
   return path == Path::Teacher ? config_.num_hidden_layers : config_.num_kv_caches();
@@ -216,15 +218,21 @@ void Model::embed(std::span<const int32_t> tokens, float* out) const {
   for (size_t t = 0; t < tokens.size(); ++t) {
     const std::byte* row = embedding_->data + static_cast<size_t>(tokens[t]) * row_bytes;
     float* dst = out + static_cast<int64_t>(t) * hidden;
+    // The mapped data need not be aligned: read it with memcpy.
+    auto half = [row](int64_t i) {
+      uint16_t bits;
+      std::memcpy(&bits, row + 2 * i, sizeof bits);
+      return bits;
+    };
     switch (embedding_->dtype) {
       case io::DType::F32:
         std::memcpy(dst, row, row_bytes);
         break;
       case io::DType::BF16:
-        for (int64_t i = 0; i < hidden; ++i) dst[i] = bf16_to_f32(reinterpret_cast<const uint16_t*>(row)[i]);
+        for (int64_t i = 0; i < hidden; ++i) dst[i] = bf16_to_f32(half(i));
         break;
       case io::DType::F16:
-        for (int64_t i = 0; i < hidden; ++i) dst[i] = f16_to_f32(reinterpret_cast<const uint16_t*>(row)[i]);
+        for (int64_t i = 0; i < hidden; ++i) dst[i] = f16_to_f32(half(i));
         break;
     }
   }
@@ -308,6 +316,8 @@ std::vector<float> Model::forward(std::span<const SequenceStep> steps, KvPool& p
                 nkv = config_.num_key_value_heads, d = config_.head_dim;
   if (path == Path::Teacher && !has_teacher())
     throw Error("this model was loaded without the teacher q/k/v (load it with load_teacher)");
+  if (path == Path::SwiftKV && !has_student())
+    throw Error("this model was loaded without its SwiftKV weights (load it with load_student)");
   if (pool.num_caches() != num_caches(path)) throw Error("forward: the KV pool was made for another path");
 
   // Flatten the batch: every step's rows, and which of them continue past layer M.

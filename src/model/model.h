@@ -33,8 +33,11 @@ enum class Path {
 
 struct LoadOptions {
   kernels::WeightType weight_type = kernels::WeightType::BF16;
-  // Pack the teacher q/k/v of layers >= M too, so Path::Teacher can run.
+  // Pack the teacher q/k/v of layers >= M, so Path::Teacher can run.
   bool load_teacher = false;
+  // Pack norm_swiftkv and the *_swiftkv projections, so Path::SwiftKV can run. Off for a
+  // teacher-only run, so memory holds one copy of the attention weights.
+  bool load_student = true;
 };
 
 enum class Logits { None, Last, All };
@@ -57,6 +60,7 @@ class Model {
 
   const io::ModelConfig& config() const { return config_; }
   bool has_teacher() const;
+  bool has_student() const;
   // A cache for one sequence of up to `capacity` tokens, laid out for `path`.
   KvCache make_cache(int64_t capacity, Path path) const;
   int64_t kv_bytes_per_token(Path path) const;
