@@ -46,6 +46,10 @@ const dnnl::engine& cpu_engine() {
 constexpr int64_t kLayoutRows = 512;
 // Largest row count given its own primitive (each costs ~3 ms to create, ~25 KB to keep).
 constexpr int64_t kMaxRows = 2048;
+// Row counts above this run as a multiple of it plus a remainder, so a Linear creates at
+// most kRowQuantum + kMaxRows / kRowQuantum primitives whatever row counts it sees (prompt
+// lengths, batch sizes); each piece is still a compute-bound GEMM.
+constexpr int64_t kRowQuantum = 64;
 
 // Per-thread growable scratch (bf16 activations, oneDNN scratchpad). Thread-local so that
 // concurrent forward() calls from different threads never share a buffer.
@@ -219,6 +223,11 @@ size_t Linear::packed_bytes() const {
   return bytes;
 }
 
+size_t Linear::cached_primitives() const {
+  std::lock_guard<std::mutex> lock(impl_->cache_mutex);
+  return impl_->cache.size();
+}
+
 // (rows, K) -> (rows, N)
 void Linear::forward(const float* x, int64_t rows, float* y) const {
   if (rows <= 0) return;
@@ -228,6 +237,12 @@ void Linear::forward(const float* x, int64_t rows, float* y) const {
   if (rows > kMaxRows) {
     for (int64_t r = 0; r < rows; r += kMaxRows)
       forward(x + r * im.in_features, std::min(kMaxRows, rows - r), y + r * im.out_features);
+    return;
+  }
+  if (rows > kRowQuantum && rows % kRowQuantum != 0) {
+    const int64_t whole = rows - rows % kRowQuantum;
+    forward(x, whole, y);
+    forward(x + whole * im.in_features, rows - whole, y + whole * im.out_features);
     return;
   }
   auto prim = im.primitive(rows);

@@ -32,7 +32,8 @@ class Linear {
   int64_t in_features() const;
   int64_t out_features() const;
   WeightType weight_type() const;
-  size_t packed_bytes() const;  // memory held by the packed weight (+ bias)
+  size_t packed_bytes() const;       // memory held by the packed weight (+ bias)
+  size_t cached_primitives() const;  // oneDNN primitives created so far (bounded, see gemm.cpp)
 
   struct Impl;
 

@@ -200,6 +200,28 @@ TEST(Linear, MovedLinearKeepsItsWeights) {
   EXPECT_EQ(before, after);
 }
 
+// Every row count from 1 to 600 (prompt lengths, batch sizes) must not create a primitive
+// each: at most 64 exact small counts plus one per multiple of 64.
+TEST(Linear, PrimitivesStayBoundedOverManyRowCounts) {
+  set_num_threads(1);
+  const auto weight = random_values(16 * 24, 21);
+  Linear linear(weight.data(), 16, 24, WeightType::F32);
+  const auto x = random_values(600 * 24, 22);
+  std::vector<float> y(600 * 16), want(600 * 16);
+  for (int64_t rows = 1; rows <= 600; ++rows) linear.forward(x.data(), rows, y.data());
+  EXPECT_LE(linear.cached_primitives(), 64u + 600 / 64);
+  // The last call (600 rows, split 576 + 24) against the float64 reference, within the f32
+  // dot-product bound gamma_K * sum_k |x_k w_k|.
+  linear_reference(x.data(), weight.data(), nullptr, 600, 24, 16, want.data());
+  for (int64_t r = 0; r < 600; ++r)
+    for (int64_t o = 0; o < 16; ++o) {
+      double magnitude = 0;
+      for (int64_t k = 0; k < 24; ++k) magnitude += std::fabs(double(x[r * 24 + k]) * weight[o * 24 + k]);
+      ASSERT_LE(std::fabs(y[r * 16 + o] - want[r * 16 + o]), testing::gamma(24) * magnitude + 1e-30)
+          << "row " << r << " out " << o;
+    }
+}
+
 TEST(Linear, RejectsEmptyShapes) {
   const float w = 1.0f;
   EXPECT_ANY_THROW(Linear(&w, 0, 1, WeightType::F32));
