@@ -1,4 +1,5 @@
 // swiftkv inspect: what a checkpoint is, without packing its weights.
+#include <cctype>
 #include <cstdio>
 #include <map>
 
@@ -16,7 +17,10 @@ std::string tensor_group(const std::string& name, const io::ModelConfig& config)
   if (name.find("_swiftkv") != std::string::npos) return "SwiftKV projections + norm";
   const std::string layers = "model.layers.";
   if (name.rfind(layers, 0) != 0) return name == "lm_head.weight" ? "lm_head" : "embedding + final norm";
-  const int64_t layer = std::stoll(name.substr(layers.size()));
+  // Not every tensor under model.layers. has a layer number (e.g. an ignorable rotary buffer).
+  const std::string rest = name.substr(layers.size());
+  if (rest.empty() || !std::isdigit(static_cast<unsigned char>(rest[0]))) return "other buffers";
+  const int64_t layer = std::stoll(rest);
   const bool teacher_qkv =
       layer >= config.num_key_value_layers &&
       (name.find("q_proj.") != std::string::npos || name.find("k_proj.") != std::string::npos ||

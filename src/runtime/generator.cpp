@@ -69,7 +69,14 @@ GenerationResult Generator::generate(const GenerationRequest& request,
     logits =
         model_.forward(std::span<const int32_t>(&token, 1), position++, cache, path_, model::Logits::Last);
   }
-  if (!stop_checker.stopped()) emit(stop_checker.push(decoder.finish()) + stop_checker.finish());
+  if (!stop_checker.stopped()) {
+    emit(stop_checker.push(decoder.finish()));
+    // A stop string completed by the decoder's held-back bytes still ends with "stop".
+    if (stop_checker.stopped())
+      result.finish_reason = FinishReason::Stop;
+    else
+      emit(stop_checker.finish());
+  }
   result.generation_seconds = seconds_since(start);
   return result;
 }
