@@ -19,6 +19,14 @@ namespace swiftkv::testing {
 inline std::filesystem::path stories_swiftkv(int64_t swiftkv_layers, int64_t group_size = 1) {
   const auto root =
       std::filesystem::temp_directory_path() / ("swiftkv_train_fixture_" + std::to_string(::getpid()));
+  // Removed when the test program exits.
+  static const struct Cleanup {
+    std::filesystem::path root;
+    ~Cleanup() {
+      std::error_code ignored;
+      std::filesystem::remove_all(root, ignored);
+    }
+  } cleanup{root};
   const auto base = root / "stories260K";
   if (!std::filesystem::exists(base)) {
     std::filesystem::create_directories(root);
