@@ -44,10 +44,13 @@ void add_convert_command(CLI::App& app) {
       throw CLI::RequiredError("--swiftkv-layers or --skip-fraction");
     io::ConvertResult result = io::convert_to_swiftkv(options->base, options->out, options->convert);
     const io::ModelConfig& c = result.config;
-    std::printf("wrote %s: %s, M = %lld of %lld layers, G = %lld (%lld KV caches instead of %lld)\n",
-                options->out.c_str(), c.model_type.c_str(), (long long)c.num_key_value_layers,
-                (long long)c.num_hidden_layers, (long long)c.key_value_group_size,
-                (long long)c.num_kv_caches(), (long long)c.num_hidden_layers);
+    std::printf("wrote %s: %s, M = %lld of %lld layers, G = %lld", options->out.c_str(), c.model_type.c_str(),
+                (long long)c.num_key_value_layers, (long long)c.num_hidden_layers,
+                (long long)c.key_value_group_size);
+    if (c.key_value_group_size > 1)
+      std::printf(" (%lld KV caches instead of %lld)", (long long)c.num_kv_caches(),
+                  (long long)c.num_hidden_layers);
+    std::printf("\n");
     std::printf(
         "tensors: %lld copied, %lld new (norm_swiftkv, *_swiftkv), %lld teacher tensors dropped; "
         "%.1f MB in %lld file%s\n",

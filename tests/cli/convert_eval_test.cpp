@@ -2,6 +2,7 @@
 // and the messages a user sees for the mistakes they are likely to make.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -13,8 +14,12 @@ namespace swiftkv {
 namespace {
 
 namespace fs = std::filesystem;
-using swiftkv::testing::fresh_temp_dir;
 using swiftkv::testing::swiftkv_binary;
+
+// A fresh directory of this process's own: test programs of several build trees may run at once.
+fs::path unique_dir(const std::string& name) {
+  return swiftkv::testing::fresh_temp_dir(name + "_" + std::to_string(::getpid()));
+}
 
 struct Result {
   int status;
@@ -38,7 +43,7 @@ bool contains(const std::string& text, const std::string& part) {
 }
 
 TEST(Cli, ConvertThenEvalAgainstTheTeacherWritesJson) {
-  const fs::path dir = fresh_temp_dir("cli_convert_eval");
+  const fs::path dir = unique_dir("cli_convert_eval");
   const std::string base = (dir / "base").string(), out = (dir / "swiftkv").string();
   ASSERT_EQ(run("random-model --preset tiny --dtype f32 --out " + base).status, 0);
   std::ofstream(dir / "data.txt")
@@ -73,7 +78,7 @@ TEST(Cli, ConvertThenEvalAgainstTheTeacherWritesJson) {
 }
 
 TEST(Cli, MistakesGiveActionableMessagesAndExitOne) {
-  const fs::path dir = fresh_temp_dir("cli_convert_errors");
+  const fs::path dir = unique_dir("cli_convert_errors");
   const std::string base = (dir / "base").string();
   ASSERT_EQ(run("random-model --preset tiny --out " + base).status, 0);
 

@@ -3,6 +3,7 @@
 #include "io/convert.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -22,6 +23,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::expect_error;
+
+// A fresh directory of this process's own: test programs of several build trees may run at once.
+fs::path unique_dir(const std::string& name) {
+  return swiftkv::testing::fresh_temp_dir(name + "_" + std::to_string(::getpid()));
+}
 
 std::string layer(int64_t l, const std::string& rest) {
   return "model.layers." + std::to_string(l) + "." + rest;
@@ -44,7 +50,7 @@ std::string read_text(const fs::path& path) {
 // A base checkpoint whose every tensor differs (norms included, so copying the wrong layer's
 // norm shows), plus the files a Hugging Face repository carries besides weights.
 fs::path random_base(const std::string& name, bool bias = false) {
-  fs::path dir = swiftkv::testing::fresh_temp_dir("convert_" + name) / "base";
+  fs::path dir = unique_dir("convert_" + name) / "base";
   swiftkv::testing::write_random_checkpoint(swiftkv::testing::tiny_config(6, 6, 1, bias), dir, 11);
   write_text(dir / "tokenizer.json", "{\"version\": \"1.0\"}");
   write_text(dir / "tokenizer_config.json", "{\"add_bos_token\": true}");
@@ -116,7 +122,7 @@ TEST(Convert, G1CopiesBaseBitForBitAndInitialisesAsSwiftkvMdSays) {
 
 TEST(Convert, G2KvProjectionsAreTheGroupMeanWeightsAndBiasesInBf16) {
   // tiny-qwen2: biases, tied embeddings, bf16 storage.
-  fs::path dir = swiftkv::testing::fresh_temp_dir("convert_g2");
+  fs::path dir = unique_dir("convert_g2");
   write_random_model("tiny-qwen2", std::nullopt, 1, dir / "base", 5, DType::BF16);
   ConvertResult result = convert_to_swiftkv(dir / "base", dir / "out", layers_option(2, 2));
   EXPECT_EQ(result.config.model_type, "qwen2_swiftkv");

@@ -3,6 +3,7 @@
 #include "runtime/eval.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -22,8 +23,12 @@ namespace swiftkv::runtime {
 namespace {
 
 namespace fs = std::filesystem;
-using swiftkv::testing::fresh_temp_dir;
 using swiftkv::testing::shared_dir;
+
+// A fresh directory of this process's own: test programs of several build trees may run at once.
+fs::path unique_dir(const std::string& name) {
+  return swiftkv::testing::fresh_temp_dir(name + "_" + std::to_string(::getpid()));
+}
 
 std::string expect_error(const std::function<void()>& action, const std::vector<std::string>& fragments) {
   try {
@@ -55,7 +60,7 @@ void write_text(const fs::path& path, const std::string& text) {
 }
 
 TEST(EvalData, SplitsOnBlankLinesWithoutStrippingAndCutsAtMaxLen) {
-  const fs::path dir = fresh_temp_dir("eval_split") / "model";
+  const fs::path dir = unique_dir("eval_split") / "model";
   io::write_random_model("tiny", std::nullopt, 1, dir);  // byte-level tokenizer, BOS 256
   auto tokenizer = tokenizer::Tokenizer::from_dir(dir);
   // Paragraphs: "ab", "cd", "" (skipped), "ef", "\nx"; "y" is one token + BOS.
@@ -71,7 +76,7 @@ TEST(EvalData, SplitsOnBlankLinesWithoutStrippingAndCutsAtMaxLen) {
 }
 
 TEST(EvalData, BadFilesGiveClearErrors) {
-  const fs::path dir = fresh_temp_dir("eval_bad_data");
+  const fs::path dir = unique_dir("eval_bad_data");
   expect_error([&] { read_eval_text(dir / "missing.txt"); }, {"eval data", "missing.txt does not exist"});
   expect_error([&] { read_eval_text(dir); }, {"is a directory"});
   write_text(dir / "empty.txt", "");
@@ -87,7 +92,7 @@ TEST(EvalData, BadFilesGiveClearErrors) {
 class ConvertedStories : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fresh_temp_dir("eval_stories");
+    dir_ = unique_dir("eval_stories");
     io::import_llama2c(shared_dir() / "data/stories260K/stories260K.bin",
                        shared_dir() / "data/stories260K/tok512.bin", dir_ / "base");
     kernels::set_num_threads(2);
@@ -97,6 +102,7 @@ class ConvertedStories : public ::testing::Test {
     sequences_ = eval_sequences(tokenizer, text, 512);
     sequences_.resize(40);
   }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
   static fs::path converted(int64_t m, int64_t g, bool drop_teacher = false) {
     std::string name = "m";  // appended step by step: GCC 12 warns falsely on "m" + string
     name.append(std::to_string(m)).append("g").append(std::to_string(g)).append(drop_teacher ? "drop" : "");
