@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "tokenizer/jinja.h"
+#include "tokenizer/utf8.h"
 
 namespace swiftkv::tokenizer::jinja {
 namespace {
@@ -193,24 +194,6 @@ class Lexer {
     for (size_t i = start; i < pos_; ++i)
       if (src_[i] != '_') spelling += src_[i];
     tokens_.push_back({is_float ? Token::Type::kFloat : Token::Type::kInt, spelling, line_});
-  }
-
-  static void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
   }
 
   // Python string-literal escapes (jinja2 evaluates literals like Python does).

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "tokenizer/jinja.h"
+#include "tokenizer/utf8.h"
 
 namespace swiftkv::tokenizer::jinja {
 
@@ -172,23 +173,11 @@ std::string encode_utf8(const std::vector<uint32_t>& code_points, size_t from, s
   to = std::min(to, code_points.size());
   for (size_t i = from; i < to; ++i) {
     uint32_t cp = code_points[i];
-    if (cp >= 0xDC80 && cp <= 0xDCFF) {
+    // Lone bytes of invalid input were decoded to U+DC80..U+DCFF (surrogate escapes): write them back.
+    if (cp >= 0xDC80 && cp <= 0xDCFF)
       out += static_cast<char>(cp & 0xFF);
-    } else if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
+    else
+      append_utf8(out, cp);
   }
   return out;
 }
