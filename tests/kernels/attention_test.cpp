@@ -21,6 +21,7 @@
 
 #include "kernels/error_bounds.h"
 #include "kernels/ops.h"
+#include "kernels/random_values.h"
 
 namespace swiftkv::kernels {
 namespace {
@@ -29,13 +30,7 @@ using testing::gamma;
 using testing::kExpRelativeError;
 using testing::kUnitF32;
 
-std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_values;
 
 struct Case {
   int64_t rows, num_heads, num_kv_heads, head_dim, cache_offset;
@@ -45,8 +40,8 @@ struct Case {
 
 // Copies a contiguous (tokens, stride) cache into blocks of block_size tokens placed in
 // reverse order in one pool; returns each logical block's pointer.
-std::vector<const float*> page(const std::vector<float>& cache, int64_t tokens, int64_t stride, int64_t block_size,
-                               std::vector<float>& pool) {
+std::vector<const float*> page(const std::vector<float>& cache, int64_t tokens, int64_t stride,
+                               int64_t block_size, std::vector<float>& pool) {
   const int64_t blocks = (tokens + block_size - 1) / block_size;
   pool.assign(static_cast<size_t>(blocks * block_size * stride), NAN);
   std::vector<const float*> pointers;
@@ -81,8 +76,9 @@ void check_attention(const Case& c) {
     std::vector<float> key_pool, value_pool;
     const auto key_blocks = page(key, tokens, kv_stride, c.block_size, key_pool);
     const auto value_blocks = page(value, tokens, kv_stride, c.block_size, value_pool);
-    attention(q.data(), c.rows, q_stride, KvView{key_blocks.data(), value_blocks.data(), c.block_size, kv_stride},
-              positions.data(), shape, out.data(), out_stride);
+    attention(q.data(), c.rows, q_stride,
+              KvView{key_blocks.data(), value_blocks.data(), c.block_size, kv_stride}, positions.data(),
+              shape, out.data(), out_stride);
   } else {
     attention(q.data(), c.rows, q_stride, key.data(), value.data(), kv_stride, positions.data(), shape,
               out.data(), out_stride);

@@ -22,6 +22,7 @@
 
 #include "common/bf16.h"
 #include "kernels/error_bounds.h"
+#include "kernels/random_values.h"
 
 namespace swiftkv::kernels {
 namespace {
@@ -30,13 +31,7 @@ using testing::gamma;
 using testing::kUnitBF16;
 using testing::kUnitF32;
 
-std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_values;
 
 std::vector<float> rounded_to_bf16(const std::vector<float>& v) {
   std::vector<float> out(v.size());

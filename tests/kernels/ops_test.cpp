@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/error_bounds.h"
+#include "kernels/random_values.h"
 #include "kernels/simd.h"
 
 namespace swiftkv::kernels {
@@ -22,13 +23,7 @@ using testing::gamma;
 using testing::kExpRelativeError;
 using testing::kUnitF32;
 
-std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_values;
 
 // The vectorised exp behind softmax and SiLU, against float64 exp over its whole finite
 // range; the bound is the one the other tolerances assume.
