@@ -15,13 +15,13 @@ namespace swiftkv::train {
 namespace {
 
 namespace fs = std::filesystem;
-using swiftkv::testing::fresh_temp_dir;
+using swiftkv::testing::train_temp_dir;
 
 void write(const fs::path& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
 // stories260K's tokenizer with a small chat template added.
 fs::path chat_model_dir() {
-  const fs::path dir = fresh_temp_dir("train_chat_tokenizer");
+  const fs::path dir = train_temp_dir("train_chat_tokenizer");
   const fs::path source = swiftkv::testing::stories_swiftkv(3);
   fs::copy_file(source / "tokenizer.json", dir / "tokenizer.json");
   nlohmann::json config = read_json_file(source / "tokenizer_config.json");
@@ -37,7 +37,7 @@ fs::path chat_model_dir() {
 TEST(Data, SplitsDocumentsOnBlankLinesAndPacksWithBos) {
   EXPECT_EQ(split_documents("a b\nc\n\n \n\nd\n"), (std::vector<std::string>{"a b\nc", "d"}));
   const auto tokenizer = tokenizer::Tokenizer::from_dir(swiftkv::testing::stories_swiftkv(3));
-  const fs::path dir = fresh_temp_dir("train_data_pack");
+  const fs::path dir = train_temp_dir("train_data_pack");
   write(dir / "data.txt", "Once upon a time there was a cat.\n\nThe dog ran.\n\nTom was happy.\n");
   DataStats stats;
   std::vector<Sample> samples = load_samples(dir / "data.txt", tokenizer, DataFormat::Auto, stats);
@@ -60,7 +60,7 @@ TEST(Data, SplitsDocumentsOnBlankLinesAndPacksWithBos) {
 
 TEST(Data, BadTextGivesClearErrorsOrCountedSkips) {
   const auto tokenizer = tokenizer::Tokenizer::from_dir(swiftkv::testing::stories_swiftkv(3));
-  const fs::path dir = fresh_temp_dir("train_data_bad_text");
+  const fs::path dir = train_temp_dir("train_data_bad_text");
   DataStats stats;
   write(dir / "empty.txt", "");
   try {
@@ -84,7 +84,7 @@ TEST(Data, BadTextGivesClearErrorsOrCountedSkips) {
 TEST(Data, ChatMasksAssistantTokensAndSkipsBadLines) {
   const fs::path model = chat_model_dir();
   const auto tokenizer = tokenizer::Tokenizer::from_dir(model);
-  const fs::path dir = fresh_temp_dir("train_data_chat");
+  const fs::path dir = train_temp_dir("train_data_chat");
   write(dir / "chat.jsonl",
         "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi there\"}, {\"role\": \"assistant\", "
         "\"content\": "
@@ -131,7 +131,7 @@ TEST(Data, ChatMasksAssistantTokensAndSkipsBadLines) {
 }
 
 TEST(Data, DistillCommandReportsBadDataAndExitsOne) {
-  const fs::path dir = fresh_temp_dir("train_data_cli");
+  const fs::path dir = train_temp_dir("train_data_cli");
   write(dir / "empty.txt", "");
   const int status = swiftkv::testing::run_swiftkv(
       "distill -m " + swiftkv::testing::stories_swiftkv(3).string() + " --data " +

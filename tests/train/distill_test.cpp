@@ -16,17 +16,17 @@ namespace swiftkv::train {
 namespace {
 
 namespace fs = std::filesystem;
-using swiftkv::testing::fresh_temp_dir;
 using swiftkv::testing::read_file;
 using swiftkv::testing::run_swiftkv;
 using swiftkv::testing::tensor_bytes;
+using swiftkv::testing::train_temp_dir;
 
 bool is_trainable(const std::string& name) {
   return name == "model.norm_swiftkv.weight" || name.find("_proj_swiftkv.") != std::string::npos;
 }
 
 TEST(Distill, LowersHeldOutLossAndChangesOnlyTrainableTensors) {
-  const fs::path dir = fresh_temp_dir("train_distill_loss");
+  const fs::path dir = train_temp_dir("train_distill_loss");
   const fs::path model = swiftkv::testing::stories_swiftkv(3);
   DistillOptions options;
   options.model_dir = model;
@@ -83,7 +83,7 @@ std::map<std::string, std::vector<float>> checkpoint_parameters(const fs::path& 
 class DistillRuns : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fresh_temp_dir("train_distill_runs");
+    dir_ = train_temp_dir("train_distill_runs");
     data_ = swiftkv::testing::tinystories_slice(dir_ / "train.txt", 20000);
   }
   std::string args(const fs::path& out, const std::string& extra = "", int steps = 6,

@@ -11,6 +11,7 @@
 #include "model/random_checkpoint.h"
 #include "test_paths.h"
 #include "train/torch_forward.h"
+#include "train_test_util.h"
 
 namespace swiftkv::train {
 namespace {
@@ -54,7 +55,7 @@ class TorchModelMatchesEngine : public ::testing::TestWithParam<Case> {};
 
 TEST_P(TorchModelMatchesEngine, SameLogits) {
   const Case c = GetParam();
-  const auto dir = swiftkv::testing::fresh_temp_dir(std::string("torch_model_") + c.name);
+  const auto dir = swiftkv::testing::train_temp_dir(std::string("torch_model_") + c.name);
   const io::ModelConfig config =
       swiftkv::testing::tiny_config(c.layers, c.swiftkv_layers, c.group_size, c.bias);
   swiftkv::testing::write_random_checkpoint(config, dir, 7);

@@ -2,6 +2,7 @@
 // Fixtures for the trainer's tests: stories260K imported and converted to SwiftKV (once per
 // test program), a slice of the TinyStories dev text, and running the swiftkv binary.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -14,6 +15,12 @@
 #include "test_paths.h"
 
 namespace swiftkv::testing {
+
+// A fresh temp dir unique to this process (ctest runs tests of several build trees and the
+// tests of one program concurrently).
+inline std::filesystem::path train_temp_dir(const std::string& name) {
+  return fresh_temp_dir(name + "_" + std::to_string(::getpid()));
+}
 
 // stories260K (L = 5) as SwiftKV with M, G; built once per process under the temp dir.
 inline std::filesystem::path stories_swiftkv(int64_t swiftkv_layers, int64_t group_size = 1) {
