@@ -2,10 +2,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+
+#include "common/error.h"
 
 namespace swiftkv::runtime {
 
 double log_softmax_at(std::span<const float> logits, int32_t token) {
+  // A target id past the model's vocabulary (a tokenizer larger than the model) is an error,
+  // never a read past the row.
+  if (token < 0 || static_cast<size_t>(token) >= logits.size())
+    throw Error("token id " + std::to_string(token) + " is outside the model's vocabulary [0, " +
+                std::to_string(logits.size()) + ")");
   const float max_logit = *std::max_element(logits.begin(), logits.end());
   double sum = 0;
   for (float logit : logits) sum += std::exp(static_cast<double>(logit - max_logit));
