@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "expect_error.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 
@@ -38,20 +39,6 @@ inline void write_checkpoint(const std::filesystem::path& dir, const std::vector
   write_safetensors(dir / "model.safetensors", to_write);
 }
 
-// Runs `action`, expects swiftkv::Error, and checks that the message holds every fragment.
-template <typename Action>
-std::string expect_error(Action&& action, const std::vector<std::string>& fragments) {
-  try {
-    action();
-  } catch (const Error& error) {
-    std::string message = error.what();
-    for (const std::string& fragment : fragments)
-      EXPECT_NE(message.find(fragment), std::string::npos)
-          << "missing \"" << fragment << "\" in: " << message;
-    return message;
-  }
-  ADD_FAILURE() << "expected swiftkv::Error";
-  return {};
-}
+using swiftkv::testing::expect_error;
 
 }  // namespace swiftkv::io::testing

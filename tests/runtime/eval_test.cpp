@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "expect_error.h"
 #include "io/convert.h"
 #include "io/llama2c.h"
 #include "io/random_model.h"
@@ -30,19 +31,7 @@ fs::path unique_dir(const std::string& name) {
   return swiftkv::testing::fresh_temp_dir(name + "_" + std::to_string(::getpid()));
 }
 
-std::string expect_error(const std::function<void()>& action, const std::vector<std::string>& fragments) {
-  try {
-    action();
-  } catch (const Error& error) {
-    const std::string message = error.what();
-    for (const std::string& fragment : fragments)
-      EXPECT_NE(message.find(fragment), std::string::npos)
-          << "missing \"" << fragment << "\" in: " << message;
-    return message;
-  }
-  ADD_FAILURE() << "expected swiftkv::Error";
-  return {};
-}
+using swiftkv::testing::expect_error;
 
 // Layer `cache`'s key / value of position t (the sequence-owned cache, with or without a block pool
 // under it).
