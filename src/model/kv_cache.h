@@ -6,9 +6,16 @@
 // (serving) or own one (KvCache: generate, scoring).
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace swiftkv::model {
+
+// Element type of the stored K/V. INT8 is symmetric with one float scale per token and KV head.
+enum class KvDType { F32, BF16, INT8 };
+const char* kv_dtype_name(KvDType dtype);
+KvDType parse_kv_dtype(std::string_view name);  // "f32" | "bf16" | "int8"; throws swiftkv::Error otherwise
 
 using BlockTable = std::vector<int32_t>;
 

@@ -194,11 +194,28 @@ KvCache Model::make_cache(int64_t capacity, Path path) const {
   return KvCache(num_caches(path), capacity, config_.num_key_value_heads, config_.head_dim);
 }
 
-KvPool Model::make_pool(int64_t num_blocks, int64_t block_size, Path path) const {
+const char* kv_dtype_name(KvDType dtype) {
+  switch (dtype) {
+    case KvDType::F32: return "f32";
+    case KvDType::BF16: return "bf16";
+    case KvDType::INT8: return "int8";
+  }
+  return "?";
+}
+
+KvDType parse_kv_dtype(std::string_view name) {
+  for (KvDType dtype : {KvDType::F32, KvDType::BF16, KvDType::INT8})
+    if (name == kv_dtype_name(dtype)) return dtype;
+  throw Error("unknown KV cache dtype '" + std::string(name) + "' (expected f32, bf16 or int8)");
+}
+
+KvPool Model::make_pool(int64_t num_blocks, int64_t block_size, Path path, KvDType dtype) const {
+  if (dtype != KvDType::F32) throw Error(std::string("KV cache dtype ") + kv_dtype_name(dtype) + " is not implemented yet");
   return KvPool(num_caches(path), num_blocks, block_size, config_.num_key_value_heads, config_.head_dim);
 }
 
-int64_t Model::kv_bytes_per_token(Path path) const {
+int64_t Model::kv_bytes_per_token(Path path, KvDType dtype) const {
+  if (dtype != KvDType::F32) throw Error(std::string("KV cache dtype ") + kv_dtype_name(dtype) + " is not implemented yet");
   return num_caches(path) * 2 * config_.num_key_value_heads * config_.head_dim *
          static_cast<int64_t>(sizeof(float));
 }

@@ -63,7 +63,7 @@ class Model {
   bool has_student() const;
   // A cache for one sequence of up to `capacity` tokens, laid out for `path`.
   KvCache make_cache(int64_t capacity, Path path) const;
-  int64_t kv_bytes_per_token(Path path) const;
+  int64_t kv_bytes_per_token(Path path, KvDType dtype = KvDType::F32) const;
   size_t weight_bytes() const;  // packed weights held in memory
 
   // One step over a batch: every step's tokens go through layers [0, M) (and their K/V into
@@ -75,7 +75,7 @@ class Model {
   std::vector<float> forward(std::span<const int32_t> tokens, int64_t start_position, KvCache& cache,
                              Path path, Logits logits) const;
   // Empty pool of `num_blocks` blocks for `path`, for many sequences.
-  KvPool make_pool(int64_t num_blocks, int64_t block_size, Path path) const;
+  KvPool make_pool(int64_t num_blocks, int64_t block_size, Path path, KvDType dtype = KvDType::F32) const;
 
   struct Layer;
   struct Scratch;
