@@ -107,6 +107,8 @@ void run_prefill_bench(const BenchOptions& options) {
 
 }  // namespace
 
+void add_bench_serve_command(CLI::App& bench);  // bench_serve.cpp
+
 void add_bench_command(CLI::App& app) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks");
   bench->require_subcommand(1);
@@ -125,6 +127,7 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   prefill->add_option("--seed", options->seed, "seed of the random prompt")->capture_default_str();
   prefill->callback([options] { run_prefill_bench(*options); });
+  add_bench_serve_command(*bench);
 }
 
 }  // namespace swiftkv::cli
