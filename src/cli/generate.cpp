@@ -69,8 +69,7 @@ void run_generate(const GenerateOptions& options) {
   if (decoded > 0)
     std::fprintf(stderr, "generation: %.0f tokens in %.3f s (%.1f tokens/s)\n", decoded,
                  result.generation_seconds, decoded / result.generation_seconds);
-  std::fprintf(stderr, "finish: %s\n",
-               result.finish_reason == runtime::FinishReason::Stop ? "stop" : "length");
+  std::fprintf(stderr, "finish: %s\n", runtime::finish_reason_name(result.finish_reason));
 }
 
 }  // namespace

@@ -13,6 +13,14 @@
 // Thread-safety: add_request / cancel / stats may be called from any thread. step() runs
 // on one thread at a time: either the background loop (start()/stop()) or the caller (tests).
 // Callbacks run on the stepping thread and must not block for long.
+//
+// Events: a request's callback gets one event per step in which it generated a token (the
+// first one also carries the prompt logprobs), and exactly one final event (finish_reason
+// != None; it may carry the last token and text, or nothing, as for Abort). After it, the
+// callback is never called again and is destroyed. Callbacks may call add_request, cancel
+// and stats (which never wait for a step), never step / start / stop. A callback that throws
+// does not stop the other events; step() rethrows the first exception afterwards (the
+// background loop prints it to stderr and goes on).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,8 +37,9 @@ struct EngineOptions {
   model::Path path = model::Path::SwiftKV;
   model::KvDType kv_dtype = model::KvDType::BF16;
   int64_t block_size = 16;
-  int64_t kv_cache_bytes = 0;  // pool budget; 0 = enough for max_num_seqs full-length requests, capped at 4 GiB
-  int64_t max_model_len = 0;   // 0 = the config's max_position_embeddings
+  // Pool budget; 0 = enough for max_num_seqs full-length requests, capped at 4 GiB.
+  int64_t kv_cache_bytes = 0;
+  int64_t max_model_len = 0;  // 0 = the config's max_position_embeddings
   int64_t max_num_batched_tokens = 2048;
   int64_t max_num_seqs = 64;
   bool enable_prefix_caching = true;
@@ -51,29 +60,32 @@ struct EngineRequest {
 
 struct TokenLogprob {
   int32_t token = 0;
-  float logprob = 0;  // NaN for the first prompt token (nothing predicts it)
+  float logprob = 0;                           // NaN for the first prompt token (nothing predicts it)
   std::vector<std::pair<int32_t, float>> top;  // the N most likely (id, logprob), best first
 };
 
 enum class FinishReason { None, Stop, Length, Abort };
+const char* finish_reason_name(FinishReason reason);  // "none", "stop", "length", "abort"
 
 // One event for a request: what became available since its previous event.
 struct RequestOutput {
   uint64_t request_id = 0;
-  std::vector<int32_t> tokens;            // newly generated ids
-  std::string text;                       // newly emittable text (held back while it may start a stop string)
-  std::vector<TokenLogprob> logprobs;     // for `tokens`, when requested
-  std::vector<TokenLogprob> prompt_logprobs;  // once, in the first event, when requested
+  std::vector<int32_t> tokens;         // newly generated ids
+  std::string text;                    // newly emittable text (held back while it may start a stop string)
+  std::vector<TokenLogprob> logprobs;  // for `tokens`, when requested
+  std::vector<TokenLogprob> prompt_logprobs;        // once, in the first event, when requested
   FinishReason finish_reason = FinishReason::None;  // != None: the last event of the request
-  std::string stop_reason;                // the stop string or eos id that ended it, if any
-  int64_t prompt_tokens = 0;              // totals so far
+  // The stop string or the eos id (decimal) that ended it; "error: ..." for a failed batch.
+  std::string stop_reason;
+  int64_t prompt_tokens = 0;  // totals so far
   int64_t generated_tokens = 0;
-  int64_t cached_prompt_tokens = 0;       // prompt tokens served from the prefix cache
+  int64_t cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
 };
 
 struct EngineStats {
   int64_t running = 0, waiting = 0;
-  int64_t kv_blocks_total = 0, kv_blocks_used = 0;  // used: held by requests (cached-but-free blocks excluded)
+  // used: held by requests (cached-but-free blocks excluded).
+  int64_t kv_blocks_total = 0, kv_blocks_used = 0;
   // Counters since start.
   int64_t prompt_tokens = 0;          // prompt tokens computed (prefix-cache hits excluded)
   int64_t prompt_tokens_skipped = 0;  // of those, tokens that did not run layers [M, L) (SwiftKV)
@@ -94,13 +106,16 @@ class Engine {
   // sampling parameters) and queues the request. Returns its id.
   uint64_t add_request(EngineRequest request, Callback callback);
   // Finishes the request with FinishReason::Abort (one final event) and frees its blocks.
-  // Unknown or finished ids are ignored.
+  // Unknown or finished ids are ignored. Takes effect at the next step (the loop wakes for it).
   void cancel(uint64_t request_id);
 
-  // One scheduling step. Returns false when there was nothing to do.
+  // One scheduling step. Returns false when there was nothing to do. When the model fails, the
+  // requests of that batch end with Abort (stop_reason "error: ...") and the error is rethrown.
   bool step();
-  // Background loop that steps while there is work and sleeps otherwise.
+  // Background loop that steps while there is work and sleeps otherwise. No-op when running.
   void start();
+  // Stops the loop (waiting for its current step) and ends every unfinished request with an
+  // Abort event, on the calling thread. start() may be called again afterwards.
   void stop();
 
   EngineStats stats() const;

@@ -229,7 +229,13 @@ std::string StopChecker::push(const std::string& text) {
   // Earliest occurrence of any stop string. pending_ only ever holds text that might
   // start a stop string plus the new text, so the search stays short.
   size_t stop_at = std::string::npos;
-  for (const auto& stop : stop_strings_) stop_at = std::min(stop_at, pending_.find(stop));
+  for (const auto& stop : stop_strings_) {
+    const size_t at = pending_.find(stop);
+    if (at < stop_at) {
+      stop_at = at;
+      stop_string_ = stop;
+    }
+  }
   if (stop_at != std::string::npos) {
     stopped_ = true;
     std::string out = pending_.substr(0, stop_at);

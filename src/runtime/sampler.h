@@ -57,11 +57,12 @@ class StopChecker {
   // Appends text; returns what may be emitted now.
   std::string push(const std::string& text);
   bool stopped() const { return stopped_; }
+  const std::string& stop_string() const { return stop_string_; }  // the one that matched, once stopped
   std::string finish();  // at end of generation (no stop): the held-back text
 
  private:
   std::vector<std::string> stop_strings_;
-  std::string pending_;
+  std::string pending_, stop_string_;
   bool stopped_ = false;
 };
 
