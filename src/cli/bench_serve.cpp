@@ -53,7 +53,8 @@ nlohmann::json run_json(const ServeBenchOptions& options, const server::Benchmar
   json["prefix_len"] = options.prompts.prefix_len;
   json["dataset"] = options.prompts.dataset_path;
   json["tokenizer"] = options.prompts.tokenizer_dir;
-  json["request_rate"] = options.request_rate;
+  json["request_rate"] = std::isinf(options.load.request_rate) ? nlohmann::json("inf")
+                                                               : nlohmann::json(options.load.request_rate);
   json["max_concurrency"] = options.load.max_concurrency > 0 ? nlohmann::json(options.load.max_concurrency)
                                                              : nlohmann::json(nullptr);
   json["seed"] = options.prompts.seed;
@@ -68,7 +69,7 @@ void run_serve_bench(ServeBenchOptions& options) {
   if (options.load.model.empty()) options.load.model = server::first_served_model(options.load);
   const std::vector<server::Prompt> prompts = server::make_prompts(options.prompts);
 
-  std::printf("Model %s at %s%s; %lld prompts, %lld output tokens each\n", options.load.model.c_str(),
+  std::printf("Model %s at %s (POST %s); %lld prompts, %lld output tokens each\n", options.load.model.c_str(),
               options.load.url.c_str(), options.load.endpoint.c_str(), (long long)prompts.size(),
               (long long)options.load.output_len);
   std::printf("Starting initial single prompt test run...\n");

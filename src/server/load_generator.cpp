@@ -8,6 +8,7 @@
 #include <cmath>
 #include <random>
 #include <semaphore>
+#include <system_error>
 #include <thread>
 
 #include "common/error.h"
@@ -62,6 +63,25 @@ std::pair<std::string, std::string> split_url(const std::string& url) {
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
   if (prefix.ends_with("/v1")) prefix.resize(prefix.size() - 3);
   return {origin, prefix};
+}
+
+// httplib's own names ("Connection", "Read") say little to someone reading a benchmark's failures.
+std::string describe(httplib::Error error) {
+  switch (error) {
+    case httplib::Error::Connection:
+      return "could not connect (is the server running at --url?)";
+    case httplib::Error::ConnectionTimeout:
+      return "timed out connecting";
+    case httplib::Error::Read:
+      return "the response broke off, or stalled longer than --timeout";
+    case httplib::Error::Write:
+      return "the connection broke while sending the request";
+    case httplib::Error::SSLConnection:
+    case httplib::Error::SSLServerVerification:
+      return "the TLS handshake or the certificate check failed";
+    default:
+      return "httplib error " + httplib::to_string(error);
+  }
 }
 
 std::unique_ptr<httplib::Client> make_client(const LoadOptions& options, const std::string& origin) {
@@ -218,7 +238,7 @@ RequestResult send_completion(const LoadOptions& options, const std::string& bod
       return true;
     };
     httplib::Result result = client->send(request);
-    if (!result) transport_error = "connection error: " + httplib::to_string(result.error());
+    if (!result) transport_error = "connection error: " + describe(result.error());
   } catch (const std::exception& error) {
     transport_error = error.what();
   }
@@ -230,7 +250,7 @@ std::string first_served_model(const LoadOptions& options) {
   auto client = make_client(options, origin);
   const std::string url = origin + prefix + "/v1/models";
   httplib::Result result = client->Get(prefix + "/v1/models");
-  if (!result) throw Error("cannot reach " + url + ": " + httplib::to_string(result.error()));
+  if (!result) throw Error("cannot reach " + url + ": " + describe(result.error()));
   if (result->status != 200)
     throw Error("GET " + url + " answered HTTP " + std::to_string(result->status) + ": " +
                 excerpt(result->body));
@@ -277,13 +297,19 @@ BenchmarkRun run_benchmark(const LoadOptions& options, const std::vector<Prompt>
     std::this_thread::sleep_until(
         start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(arrivals[i])));
     if (limited) free_slots.acquire();
-    threads.emplace_back([&, i] {
-      const double sent_s = seconds_since(start);
-      RequestResult& result = run.results[i] = send_completion(options, bodies[i]);
-      result.start_s = sent_s;
-      if (result.prompt_tokens == 0) result.prompt_tokens = prompts[i].num_tokens;
-      if (limited) free_slots.release();
-    });
+    try {
+      threads.emplace_back([&, i] {
+        const double sent_s = seconds_since(start);
+        RequestResult& result = run.results[i] = send_completion(options, bodies[i]);
+        result.start_s = sent_s;
+        if (result.prompt_tokens == 0) result.prompt_tokens = prompts[i].num_tokens;
+        if (limited) free_slots.release();
+      });
+    } catch (const std::system_error& error) {
+      for (std::thread& thread : threads) thread.join();
+      throw Error("cannot start a thread for request " + std::to_string(i + 1) + " (" + error.what() +
+                  "); limit the requests in flight with --max-concurrency");
+    }
   }
   for (std::thread& thread : threads) thread.join();
   run.duration_s = seconds_since(start);

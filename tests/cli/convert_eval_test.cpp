@@ -1,41 +1,24 @@
 // The swiftkv program end to end: random base -> convert -> eval --against-teacher --json,
 // and the messages a user sees for the mistakes they are likely to make.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <fstream>
 
 #include "common/files.h"
+#include "swiftkv_command.h"
 #include "test_paths.h"
 
 namespace swiftkv {
 namespace {
 
 namespace fs = std::filesystem;
-using swiftkv::testing::swiftkv_binary;
+using swiftkv::testing::CommandResult;
+using swiftkv::testing::run_swiftkv_command;
 
 // A fresh directory of this process's own: test programs of several build trees may run at once.
 fs::path unique_dir(const std::string& name) {
   return swiftkv::testing::fresh_temp_dir(name + "_" + std::to_string(::getpid()));
-}
-
-struct Result {
-  int status;
-  std::string output;  // stdout and stderr together
-};
-
-Result run(const std::string& arguments) {
-  const std::string command = swiftkv_binary().string() + " " + arguments + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return {-1, "popen failed"};
-  std::string output;
-  char buffer[4096];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
 bool contains(const std::string& text, const std::string& part) {
@@ -45,11 +28,11 @@ bool contains(const std::string& text, const std::string& part) {
 TEST(Cli, ConvertThenEvalAgainstTheTeacherWritesJson) {
   const fs::path dir = unique_dir("cli_convert_eval");
   const std::string base = (dir / "base").string(), out = (dir / "swiftkv").string();
-  ASSERT_EQ(run("random-model --preset tiny --dtype f32 --out " + base).status, 0);
+  ASSERT_EQ(run_swiftkv_command("random-model --preset tiny --dtype f32 --out " + base).status, 0);
   std::ofstream(dir / "data.txt")
       << "Once upon a time there was a cat.\n\nIt sat on a mat and looked at the sun.\n";
 
-  Result converted = run("convert -m " + base + " --skip-fraction 0.5 --out " + out);
+  CommandResult converted = run_swiftkv_command("convert -m " + base + " --skip-fraction 0.5 --out " + out);
   ASSERT_EQ(converted.status, 0) << converted.output;
   EXPECT_TRUE(contains(converted.output, "M = 3 of 6 layers, G = 1")) << converted.output;
   EXPECT_TRUE(
@@ -57,8 +40,8 @@ TEST(Cli, ConvertThenEvalAgainstTheTeacherWritesJson) {
       << converted.output;
 
   const std::string json_path = (dir / "eval.json").string();
-  Result eval = run("eval -m " + out + " --data " + (dir / "data.txt").string() +
-                    " --against-teacher --dtype f32 --threads 1 --json " + json_path);
+  CommandResult eval = run_swiftkv_command("eval -m " + out + " --data " + (dir / "data.txt").string() +
+                                           " --against-teacher --dtype f32 --threads 1 --json " + json_path);
   ASSERT_EQ(eval.status, 0) << eval.output;
   EXPECT_TRUE(contains(eval.output, "top-1 agreement")) << eval.output;
   nlohmann::json result = read_json_file(json_path);
@@ -71,8 +54,8 @@ TEST(Cli, ConvertThenEvalAgainstTheTeacherWritesJson) {
   EXPECT_NEAR(result["perplexity"].get<double>(), std::exp(result["mean_nll"].get<double>()), 1e-9);
 
   // Evaluating the base alone: no teacher fields.
-  Result alone =
-      run("eval -m " + base + " --data " + (dir / "data.txt").string() + " --threads 1 --json " + json_path);
+  CommandResult alone = run_swiftkv_command("eval -m " + base + " --data " + (dir / "data.txt").string() +
+                                            " --threads 1 --json " + json_path);
   ASSERT_EQ(alone.status, 0) << alone.output;
   EXPECT_FALSE(read_json_file(json_path).contains("mean_kl"));
 }
@@ -80,50 +63,56 @@ TEST(Cli, ConvertThenEvalAgainstTheTeacherWritesJson) {
 TEST(Cli, MistakesGiveActionableMessagesAndExitOne) {
   const fs::path dir = unique_dir("cli_convert_errors");
   const std::string base = (dir / "base").string();
-  ASSERT_EQ(run("random-model --preset tiny --out " + base).status, 0);
+  ASSERT_EQ(run_swiftkv_command("random-model --preset tiny --out " + base).status, 0);
 
-  Result bad_m = run("convert -m " + base + " --swiftkv-layers 6 --out " + (dir / "x").string());
+  CommandResult bad_m =
+      run_swiftkv_command("convert -m " + base + " --swiftkv-layers 6 --out " + (dir / "x").string());
   EXPECT_EQ(bad_m.status, 1);
   EXPECT_TRUE(contains(bad_m.output, "--swiftkv-layers 6 is out of range")) << bad_m.output;
-  Result bad_g =
-      run("convert -m " + base + " --swiftkv-layers 3 --group-size 2 --out " + (dir / "x").string());
+  CommandResult bad_g = run_swiftkv_command(
+      "convert -m " + base + " --swiftkv-layers 3 --group-size 2 --out " + (dir / "x").string());
   EXPECT_EQ(bad_g.status, 1);
   EXPECT_TRUE(contains(bad_g.output, "must divide the number of SwiftKV layers")) << bad_g.output;
-  Result neither = run("convert -m " + base + " --out " + (dir / "x").string());
+  CommandResult neither = run_swiftkv_command("convert -m " + base + " --out " + (dir / "x").string());
   EXPECT_NE(neither.status, 0);
   EXPECT_TRUE(contains(neither.output, "--swiftkv-layers or --skip-fraction")) << neither.output;
-  Result both =
-      run("convert -m " + base + " --swiftkv-layers 3 --skip-fraction 0.5 --out " + (dir / "x").string());
+  CommandResult both = run_swiftkv_command(
+      "convert -m " + base + " --swiftkv-layers 3 --skip-fraction 0.5 --out " + (dir / "x").string());
   EXPECT_NE(both.status, 0);
   EXPECT_TRUE(contains(both.output, "excludes")) << both.output;
   EXPECT_FALSE(fs::exists(dir / "x"));
 
   const std::string dropped = (dir / "dropped").string();
-  ASSERT_EQ(run("convert -m " + base + " --swiftkv-layers 4 --drop-teacher --out " + dropped).status, 0);
+  ASSERT_EQ(run_swiftkv_command("convert -m " + base + " --swiftkv-layers 4 --drop-teacher --out " + dropped)
+                .status,
+            0);
   std::ofstream(dir / "data.txt") << "hello world\n";
-  Result off = run("eval -m " + dropped + " --data " + (dir / "data.txt").string() + " --against-teacher");
+  CommandResult off = run_swiftkv_command("eval -m " + dropped + " --data " + (dir / "data.txt").string() +
+                                          " --against-teacher");
   EXPECT_EQ(off.status, 1);
   EXPECT_TRUE(contains(off.output, "--drop-teacher")) << off.output;
-  Result swiftkv_on = run("eval -m " + dropped + " --data " + (dir / "data.txt").string());
+  CommandResult swiftkv_on =
+      run_swiftkv_command("eval -m " + dropped + " --data " + (dir / "data.txt").string());
   EXPECT_EQ(swiftkv_on.status, 0) << swiftkv_on.output;
-  Result plain = run("eval -m " + base + " --data " + (dir / "data.txt").string() + " --against-teacher");
+  CommandResult plain = run_swiftkv_command("eval -m " + base + " --data " + (dir / "data.txt").string() +
+                                            " --against-teacher");
   EXPECT_EQ(plain.status, 1);
   EXPECT_TRUE(contains(plain.output, "is not a SwiftKV checkpoint")) << plain.output;
 
-  Result missing = run("eval -m " + base + " --data " + (dir / "nope.txt").string());
+  CommandResult missing = run_swiftkv_command("eval -m " + base + " --data " + (dir / "nope.txt").string());
   EXPECT_EQ(missing.status, 1);
   EXPECT_TRUE(contains(missing.output, "nope.txt does not exist")) << missing.output;
   std::ofstream(dir / "empty.txt").close();
-  Result empty = run("eval -m " + base + " --data " + (dir / "empty.txt").string());
+  CommandResult empty = run_swiftkv_command("eval -m " + base + " --data " + (dir / "empty.txt").string());
   EXPECT_EQ(empty.status, 1);
   EXPECT_TRUE(contains(empty.output, "empty.txt is empty")) << empty.output;
   std::ofstream(dir / "bad.txt", std::ios::binary) << "ok\n\xff\xfe";
-  Result invalid = run("eval -m " + base + " --data " + (dir / "bad.txt").string());
+  CommandResult invalid = run_swiftkv_command("eval -m " + base + " --data " + (dir / "bad.txt").string());
   EXPECT_EQ(invalid.status, 1);
   EXPECT_TRUE(contains(invalid.output, "is not valid UTF-8: byte 0xff at offset 3 (line 2)"))
       << invalid.output;
-  Result teacher = run("eval -m " + base + " --data " + (dir / "data.txt").string() + " --teacher " +
-                       dropped + " --against-teacher");
+  CommandResult teacher = run_swiftkv_command("eval -m " + base + " --data " + (dir / "data.txt").string() +
+                                              " --teacher " + dropped + " --against-teacher");
   EXPECT_NE(teacher.status, 0);
   EXPECT_TRUE(contains(teacher.output, "excludes")) << teacher.output;
 }

@@ -9,9 +9,12 @@
 #include <numeric>
 #include <set>
 
+#include "common/files.h"
 #include "expect_error.h"
 #include "server/fake_openai_server.h"
 #include "server/load_generator.h"
+#include "swiftkv_command.h"
+#include "test_paths.h"
 
 namespace swiftkv::server {
 namespace {
@@ -20,6 +23,7 @@ using namespace std::chrono_literals;
 using swiftkv::testing::expect_error;
 using swiftkv::testing::FakeOpenAiServer;
 using swiftkv::testing::FakeServerOptions;
+using swiftkv::testing::run_swiftkv_command;
 
 std::vector<Prompt> token_prompts(int64_t count, int64_t length) {
   PromptOptions options;
@@ -125,7 +129,7 @@ TEST(LoadGeneratorRun, CountsHttpErrorsAndBrokenStreamsAsFailures) {
   for (const RequestResult& result : run.results) {
     if (result.success) continue;
     http_errors += result.error == "HTTP 500: {\"error\":{\"message\":\"fake overload\"}}";
-    broken += result.error.starts_with("connection error:");
+    broken += result.error == "connection error: the response broke off, or stalled longer than --timeout";
   }
   EXPECT_EQ(http_errors, 3);
   EXPECT_EQ(broken, 2);
@@ -181,9 +185,57 @@ TEST(LoadGeneratorRun, UnreachableServersAreReported) {
   const RequestResult result =
       send_completion(options, completion_request_body("m", token_prompts(1, 2)[0], 4));
   EXPECT_FALSE(result.success);
-  EXPECT_TRUE(result.error.starts_with("connection error:")) << result.error;
+  EXPECT_EQ(result.error, "connection error: could not connect (is the server running at --url?)");
   options.url = "ftp://127.0.0.1";
   expect_error([&] { first_served_model(options); }, {"--url", "http://"});
+}
+
+// ---- The command line ----
+
+TEST(BenchServeCommand, PrintsTheReportAndWritesJson) {
+  FakeServerOptions fake;
+  fake.first_token_delay = 1ms;
+  FakeOpenAiServer server(fake);
+  const auto dir = swiftkv::testing::fresh_temp_dir("bench_serve_" + std::to_string(::getpid()));
+  const std::string json_path = (dir / "result.json").string();
+  const auto run = run_swiftkv_command("bench serve --url " + server.url() +
+                                       " --num-prompts 4 --input-len 6 --output-len 5 --max-concurrency 2"
+                                       " --request-rate 100 --seed 1 --json " +
+                                       json_path);
+  ASSERT_EQ(run.status, 0) << run.output;
+  for (const char* line :
+       {"============ Serving Benchmark Result ============", "Successful requests:                     4 ",
+        "Failed requests:                         0 ", "Total generated tokens:                  20 ",
+        "Mean TTFT (ms):", "P99 E2EL (ms):"})
+    EXPECT_NE(run.output.find(line), std::string::npos) << line << "\n" << run.output;
+
+  const nlohmann::json json = read_json_file(json_path);
+  EXPECT_EQ(json["model_id"], "fake-model");  // the first of GET /v1/models
+  EXPECT_EQ(json["completed"], 4);
+  EXPECT_EQ(json["output_lens"], nlohmann::json({5, 5, 5, 5}));
+  EXPECT_EQ(json["input_lens"], nlohmann::json({7, 7, 7, 7}));  // the server's usage: 6 + BOS
+  EXPECT_EQ(json["request_rate"], 100.0);
+  EXPECT_EQ(json["max_concurrency"], 2);
+  EXPECT_EQ(json["ttfts"].size(), 4u);
+  EXPECT_EQ(server.bodies().size(), 5u);  // a test request first, then the 4 measured
+  EXPECT_LE(server.max_in_flight(), 2);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(BenchServeCommand, StopsWhenTheTestRequestFailsOrAnOptionIsWrong) {
+  FakeServerOptions fake;
+  fake.fail_every = 1;
+  FakeOpenAiServer server(fake);
+  const auto failing =
+      run_swiftkv_command("bench serve --url " + server.url() + " --num-prompts 3 --input-len 4");
+  EXPECT_EQ(failing.status, 1);
+  EXPECT_NE(failing.output.find("test request failed"), std::string::npos) << failing.output;
+  EXPECT_NE(failing.output.find("HTTP 500"), std::string::npos) << failing.output;
+  EXPECT_EQ(server.bodies().size(), 1u);
+
+  const auto bad_rate = run_swiftkv_command("bench serve --url " + server.url() + " --request-rate fast");
+  EXPECT_EQ(bad_rate.status, 1);
+  EXPECT_NE(bad_rate.output.find("--request-rate fast"), std::string::npos) << bad_rate.output;
 }
 
 }  // namespace

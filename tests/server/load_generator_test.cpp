@@ -3,6 +3,7 @@
 #include "server/load_generator.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
@@ -173,8 +174,8 @@ TEST(LoadGeneratorRecorder, FailuresSayWhy) {
   const std::vector<std::pair<RequestResult, std::string>> cases = {
       {recorded(500, "{\"error\":{\"message\":\"overloaded\"}}"),
        "HTTP 500: {\"error\":{\"message\":\"overloaded\"}}"},
-      {recorded(200, token_event("a"), "connection error: Failed to read connection"),
-       "connection error: Failed to read connection"},
+      {recorded(200, token_event("a"), "connection error: the response broke off"),
+       "connection error: the response broke off"},
       {recorded(200, token_event("a") + "data: {\"error\":{\"message\":\"out of KV blocks\"}}\n\n"),
        "error event: out of KV blocks"},
       {recorded(200, "data: {not json\n\n"), "malformed stream chunk: {not json"},
@@ -252,7 +253,7 @@ TEST(LoadGeneratorPrompts, TokenizerTextHasTheExactTokenCount) {
 }
 
 TEST(LoadGeneratorPrompts, DatasetParagraphsWholeOrCutToTheInputLength) {
-  const auto dir = swiftkv::testing::fresh_temp_dir("load_generator_dataset");
+  const auto dir = swiftkv::testing::fresh_temp_dir("load_generator_dataset_" + std::to_string(::getpid()));
   const std::vector<std::string> paragraphs = {"One day a cat sat on a mat and looked at the sky.",
                                                "The dog ran to the park.\nIt was happy.", "Birds sing."};
   std::ofstream(dir / "data.txt") << paragraphs[0] << "\n\n"
@@ -288,6 +289,7 @@ TEST(LoadGeneratorPrompts, DatasetParagraphsWholeOrCutToTheInputLength) {
   bad_range.min_token_id = 9;
   bad_range.max_token_id = 3;
   expect_error([&] { make_prompts(bad_range); }, {"[9, 3]"});
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
