@@ -74,11 +74,19 @@ void run_inspect(const std::string& model_dir) {
     for (const auto& tensor : io::teacher_tensors(config)) teacher = teacher && store.contains(tensor.name);
     std::printf("  teacher q/k/v         %s\n", teacher ? "present (--swiftkv off works)" : "absent");
   }
-  const double per_cache = 2.0 * config.num_key_value_heads * config.head_dim * sizeof(float);
-  std::printf("\nKV cache per token    %s (f32; %lld caches)",
-              format_bytes(per_cache * config.num_kv_caches()).c_str(), (long long)config.num_kv_caches());
-  if (config.swiftkv()) std::printf(", baseline %s", format_bytes(per_cache * L).c_str());
-  std::printf("\n");
+  std::printf(
+      "\nKV cache per token         f32        bf16       int8 (+ a float scale per token and KV head)\n");
+  const bool swiftkv = config.swiftkv();
+  for (model::Path path : {model::Path::SwiftKV, model::Path::Teacher}) {
+    if (path == model::Path::Teacher && !swiftkv) break;  // a plain model has one path
+    const int64_t caches = path == model::Path::Teacher ? L : config.num_kv_caches();
+    std::printf("  %-24s", path == model::Path::Teacher ? "teacher (--swiftkv off)"
+                           : swiftkv                    ? "SwiftKV"
+                                                        : "model");
+    for (model::KvDType dtype : {model::KvDType::F32, model::KvDType::BF16, model::KvDType::INT8})
+      std::printf(" %-10s", format_bytes(double(model::kv_bytes_per_token(config, path, dtype))).c_str());
+    std::printf(" (%lld caches)\n", (long long)caches);
+  }
 }
 
 }  // namespace

@@ -19,10 +19,22 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
       .add_option("--swiftkv", options.swiftkv, "on: the checkpoint's SwiftKV path; off: the original model")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
+  command
+      .add_option("--kv-cache-dtype", options.kv_cache_dtype,
+                  "KV cache element type; auto: f32 with --dtype f32, else bf16 (int8: one scale per token "
+                  "and KV head)")
+      ->check(CLI::IsMember({"auto", "f32", "bf16", "int8"}))
+      ->capture_default_str();
 }
 
 model::Path selected_path(const ModelOptions& options) {
   return options.swiftkv == "off" ? model::Path::Teacher : model::Path::SwiftKV;
+}
+
+model::KvDType selected_kv_dtype(const ModelOptions& options) {
+  if (options.kv_cache_dtype == "auto")
+    return options.dtype == "f32" ? model::KvDType::F32 : model::KvDType::BF16;
+  return model::parse_kv_dtype(options.kv_cache_dtype);
 }
 
 std::unique_ptr<model::Model> load_model(const ModelOptions& options, bool load_teacher, bool load_student) {

@@ -10,6 +10,9 @@
 // so K and V are read straight from the token-major cache (no transposes or copies), the
 // softmax max / sum / rescale are plain lane-wise vector ops, and each of the two inner
 // products is a register-blocked outer-product kernel like a GEMM micro-kernel.
+// A bf16 or int8 cache is widened one key tile (of one KV head) at a time into a per-thread
+// float32 buffer, which then feeds the same micro-kernels; each tile is widened once per block
+// of R query rows, a d-th of the FLOPs spent on it.
 #include <omp.h>
 
 #include <algorithm>
@@ -73,12 +76,9 @@ inline void value_tile(const float* value, int64_t kv_stride, int64_t keys, cons
 struct Problem {
   const float* q;
   int64_t q_stride;
-  const float* const* key_blocks;
-  const float* const* value_blocks;
-  int64_t block_size;
-  int64_t kv_stride;
+  KvView kv;
   const int32_t* positions;
-  int64_t group, head_dim, flat_rows;  // flat_rows = rows * group: (query, head-in-group) pairs
+  int64_t num_kv_heads, group, head_dim, flat_rows;  // flat_rows = rows * group: (query, head-in-group) pairs
   float* out;
   int64_t out_stride;
 };
@@ -92,18 +92,51 @@ struct Blocking {
   static constexpr int kKeyTile = KB * (NV == 4 ? 10 : 8);
 };
 
-// Per-thread working set for one block of R = 16 * NV flat rows.
+// Per-thread working set for one block of R = 16 * NV flat rows (plus, for a bf16 or int8
+// cache, one key tile of K and of V widened to float32).
 struct Workspace {
   std::vector<v16f> qt, st, ot;
-  void reserve(int nv, int64_t head_dim, int64_t key_tile) {
+  std::vector<float> key_tile, value_tile;
+  void reserve(int nv, int64_t head_dim, int64_t key_tile_size, KvDType dtype) {
     qt.resize(static_cast<size_t>(head_dim * nv));
     ot.resize(static_cast<size_t>(head_dim * nv));
-    st.resize(static_cast<size_t>(key_tile * nv));
+    st.resize(static_cast<size_t>(key_tile_size * nv));
+    if (dtype != KvDType::F32) {
+      key_tile.resize(static_cast<size_t>(key_tile_size * head_dim));
+      value_tile.resize(static_cast<size_t>(key_tile_size * head_dim));
+    }
   }
 };
 
-// One (KV head, block of flat rows [row_begin, row_begin + R)) unit.
-template <int NV>
+// float32 rows of one KV head's keys or values, `stride` floats apart.
+struct TileRows {
+  const float* data;
+  int64_t stride;
+};
+
+// `tile` consecutive tokens of cache block `block` from token `in_block` on, KV head `kv_head`, as
+// float32 rows: the cache itself when it holds float32, else widened into `buffer` (tile, d).
+template <KvDType DT>
+inline TileRows tile_as_f32(const Problem& pb, const void* const* blocks, const float* const* scales,
+                            int64_t block, int64_t in_block, int64_t tile, int64_t kv_head, float* buffer) {
+  const int64_t d = pb.head_dim, kv_stride = pb.kv.token_stride, offset = in_block * kv_stride + kv_head * d;
+  if constexpr (DT == KvDType::F32) {
+    return {static_cast<const float*>(blocks[block]) + offset, kv_stride};
+  } else if constexpr (DT == KvDType::BF16) {
+    const uint16_t* source = static_cast<const uint16_t*>(blocks[block]) + offset;
+    for (int64_t t = 0; t < tile; ++t) from_bf16(source + t * kv_stride, d, buffer + t * d);
+    return {buffer, d};
+  } else {
+    const int8_t* source = static_cast<const int8_t*>(blocks[block]) + offset;
+    const float* scale = scales[block] + in_block * pb.num_kv_heads + kv_head;
+    for (int64_t t = 0; t < tile; ++t)
+      dequantize_int8(source + t * kv_stride, d, scale[t * pb.num_kv_heads], buffer + t * d);
+    return {buffer, d};
+  }
+}
+
+// One (KV head, block of flat rows [row_begin, row_begin + R)) unit, over a cache of DT.
+template <int NV, KvDType DT>
 void attention_block(const Problem& pb, int64_t kv_head, int64_t row_begin, Workspace& ws) {
   using B = Blocking<NV>;
   constexpr int R = NV * simd::kLanes;
@@ -141,16 +174,17 @@ void attention_block(const Problem& pb, int64_t kv_head, int64_t row_begin, Work
   int64_t tile = 0;
   for (int64_t j0 = 0; j0 < keys; j0 += tile) {
     // A tile never crosses a cache block: its keys are contiguous.
-    const int64_t block = j0 / pb.block_size, in_block = j0 - block * pb.block_size;
-    tile = std::min({static_cast<int64_t>(B::kKeyTile), keys - j0, pb.block_size - in_block});
-    const float* key_tile = pb.key_blocks[block] + kv_head * d + in_block * pb.kv_stride;
+    const int64_t block = j0 / pb.kv.block_size, in_block = j0 - block * pb.kv.block_size;
+    tile = std::min({static_cast<int64_t>(B::kKeyTile), keys - j0, pb.kv.block_size - in_block});
+    const auto [key_tile, key_stride] = tile_as_f32<DT>(pb, pb.kv.key_blocks, pb.kv.key_scales, block,
+                                                        in_block, tile, kv_head, ws.key_tile.data());
 
     // Scores (tile, R).
     int64_t j = 0;
     for (; j + B::KB <= tile; j += B::KB)
-      score_tile<NV, B::KB>(key_tile + j * pb.kv_stride, pb.kv_stride, ws.qt.data(), d, st + j * NV);
+      score_tile<NV, B::KB>(key_tile + j * key_stride, key_stride, ws.qt.data(), d, st + j * NV);
     for (; j < tile; ++j)
-      score_tile<NV, 1>(key_tile + j * pb.kv_stride, pb.kv_stride, ws.qt.data(), d, st + j * NV);
+      score_tile<NV, 1>(key_tile + j * key_stride, key_stride, ws.qt.data(), d, st + j * NV);
 
     // Causal mask, only on tiles that reach past some row's position.
     const bool masked = j0 + tile - 1 > min_pos;
@@ -183,11 +217,12 @@ void attention_block(const Problem& pb, int64_t kv_head, int64_t row_begin, Work
     for (int v = 0; v < NV; ++v) running_sum[v] = running_sum[v] * alpha[v] + tile_sum[v];
 
     // Ot = Ot * alpha + V^T P.
-    const float* value_tile_ptr = pb.value_blocks[block] + kv_head * d + in_block * pb.kv_stride;
+    const auto [value_tile_ptr, value_stride] = tile_as_f32<DT>(
+        pb, pb.kv.value_blocks, pb.kv.value_scales, block, in_block, tile, kv_head, ws.value_tile.data());
     int64_t c = 0;
     for (; c + B::CB <= d; c += B::CB)
-      value_tile<NV, B::CB>(value_tile_ptr + c, pb.kv_stride, tile, st, alpha, ot + c * NV);
-    for (; c < d; ++c) value_tile<NV, 1>(value_tile_ptr + c, pb.kv_stride, tile, st, alpha, ot + c * NV);
+      value_tile<NV, B::CB>(value_tile_ptr + c, value_stride, tile, st, alpha, ot + c * NV);
+    for (; c < d; ++c) value_tile<NV, 1>(value_tile_ptr + c, value_stride, tile, st, alpha, ot + c * NV);
   }
 
   // out[r, h, :] = Ot[:, i] / sum[i]
@@ -204,22 +239,33 @@ void attention_block(const Problem& pb, int64_t kv_head, int64_t row_begin, Work
   }
 }
 
-template <int NV>
-void run_attention(const Problem& pb, int64_t num_kv_heads) {
+template <int NV, KvDType DT>
+void run_attention(const Problem& pb) {
   constexpr int R = NV * simd::kLanes;
   const int64_t blocks = (pb.flat_rows + R - 1) / R;
-  const int64_t units = blocks * num_kv_heads;
+  const int64_t units = blocks * pb.num_kv_heads;
 #pragma omp parallel if (units > 1)
   {
     Workspace ws;
-    ws.reserve(NV, pb.head_dim, Blocking<NV>::kKeyTile);
+    ws.reserve(NV, pb.head_dim, Blocking<NV>::kKeyTile, DT);
     // Later blocks see more keys (causal): hand them out first so the tail is short.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t u = 0; u < units; ++u) {
-      const int64_t block = blocks - 1 - u / num_kv_heads, kv_head = u % num_kv_heads;
-      attention_block<NV>(pb, kv_head, block * R, ws);
+      const int64_t block = blocks - 1 - u / pb.num_kv_heads, kv_head = u % pb.num_kv_heads;
+      attention_block<NV, DT>(pb, kv_head, block * R, ws);
     }
   }
+}
+
+// Fewest lanes that hold the flat rows: decode (1 token x 4 heads) uses one vector, prefill four.
+template <KvDType DT>
+void run_attention(const Problem& pb) {
+  if (pb.flat_rows <= 16)
+    run_attention<1, DT>(pb);
+  else if (pb.flat_rows <= 32)
+    run_attention<2, DT>(pb);
+  else
+    run_attention<4, DT>(pb);
 }
 
 }  // namespace
@@ -235,25 +281,30 @@ void attention(const float* q, int64_t rows, int64_t q_stride, const KvView& kv,
                 "num_kv_heads (" +
                 std::to_string(shape.num_kv_heads) + ")");
   if (kv.block_size <= 0) throw Error("attention: block_size must be positive");
+  if (kv.dtype == KvDType::INT8 && (!kv.key_scales || !kv.value_scales))
+    throw Error("attention: an int8 KV cache needs its key and value scales");
   for (int64_t r = 0; r < rows; ++r)
     if (positions[r] < 0) throw Error("attention: negative position " + std::to_string(positions[r]));
   const int64_t group = shape.num_heads / shape.num_kv_heads;
-  Problem pb{q,     q_stride,       kv.key_blocks, kv.value_blocks, kv.block_size, kv.token_stride, positions,
-             group, shape.head_dim, rows * group,  out,             out_stride};
-  // Fewest lanes that hold the flat rows: decode (1 token x 4 heads) uses one vector, prefill four.
-  if (pb.flat_rows <= 16)
-    run_attention<1>(pb, shape.num_kv_heads);
-  else if (pb.flat_rows <= 32)
-    run_attention<2>(pb, shape.num_kv_heads);
-  else
-    run_attention<4>(pb, shape.num_kv_heads);
+  const Problem pb{q,     q_stride,       kv,           positions, shape.num_kv_heads,
+                   group, shape.head_dim, rows * group, out,       out_stride};
+  switch (kv.dtype) {
+    case KvDType::F32:
+      return run_attention<KvDType::F32>(pb);
+    case KvDType::BF16:
+      return run_attention<KvDType::BF16>(pb);
+    case KvDType::INT8:
+      return run_attention<KvDType::INT8>(pb);
+  }
 }
 
 void attention(const float* q, int64_t rows, int64_t q_stride, const float* key, const float* value,
                int64_t kv_stride, const int32_t* positions, const AttentionShape& shape, float* out,
                int64_t out_stride) {
   // One block as long as any position can be.
-  const KvView contiguous{&key, &value, int64_t{1} << 40, kv_stride};
+  const void* key_block = key;
+  const void* value_block = value;
+  const KvView contiguous{&key_block, &value_block, int64_t{1} << 40, kv_stride};
   attention(q, rows, q_stride, contiguous, positions, shape, out, out_stride);
 }
 

@@ -18,7 +18,7 @@ struct Model::Layer {
 
 struct Model::Scratch {
   std::vector<float> hidden, kept_hidden, normed, projected, attended, out, gate_up, activated, swiftkv_kv;
-  std::vector<const float*> key_blocks, value_blocks;
+  KvBlockPointers kv_blocks;
 };
 
 namespace {
@@ -186,38 +186,32 @@ bool Model::has_teacher() const {
 
 bool Model::has_student() const { return !config_.swiftkv() || swiftkv_kv_.has_value(); }
 
-int64_t Model::num_caches(Path path) const {
-  return path == Path::Teacher ? config_.num_hidden_layers : config_.num_kv_caches();
+namespace {
+
+int64_t num_kv_caches(const io::ModelConfig& config, Path path) {
+  return path == Path::Teacher ? config.num_hidden_layers : config.num_kv_caches();
 }
 
-KvCache Model::make_cache(int64_t capacity, Path path) const {
-  return KvCache(num_caches(path), capacity, config_.num_key_value_heads, config_.head_dim);
+}  // namespace
+
+int64_t kv_bytes_per_token(const io::ModelConfig& config, Path path, KvDType dtype) {
+  return num_kv_caches(config, path) *
+         KvPool::bytes_per_token(config.num_key_value_heads, config.head_dim, dtype);
 }
 
-const char* kv_dtype_name(KvDType dtype) {
-  switch (dtype) {
-    case KvDType::F32: return "f32";
-    case KvDType::BF16: return "bf16";
-    case KvDType::INT8: return "int8";
-  }
-  return "?";
-}
+int64_t Model::num_caches(Path path) const { return num_kv_caches(config_, path); }
 
-KvDType parse_kv_dtype(std::string_view name) {
-  for (KvDType dtype : {KvDType::F32, KvDType::BF16, KvDType::INT8})
-    if (name == kv_dtype_name(dtype)) return dtype;
-  throw Error("unknown KV cache dtype '" + std::string(name) + "' (expected f32, bf16 or int8)");
+KvCache Model::make_cache(int64_t capacity, Path path, KvDType dtype) const {
+  return KvCache(num_caches(path), capacity, config_.num_key_value_heads, config_.head_dim, dtype);
 }
 
 KvPool Model::make_pool(int64_t num_blocks, int64_t block_size, Path path, KvDType dtype) const {
-  if (dtype != KvDType::F32) throw Error(std::string("KV cache dtype ") + kv_dtype_name(dtype) + " is not implemented yet");
-  return KvPool(num_caches(path), num_blocks, block_size, config_.num_key_value_heads, config_.head_dim);
+  return KvPool(num_caches(path), num_blocks, block_size, config_.num_key_value_heads, config_.head_dim,
+                dtype);
 }
 
 int64_t Model::kv_bytes_per_token(Path path, KvDType dtype) const {
-  if (dtype != KvDType::F32) throw Error(std::string("KV cache dtype ") + kv_dtype_name(dtype) + " is not implemented yet");
-  return num_caches(path) * 2 * config_.num_key_value_heads * config_.head_dim *
-         static_cast<int64_t>(sizeof(float));
+  return model::kv_bytes_per_token(config_, path, dtype);
 }
 
 size_t Model::weight_bytes() const {
@@ -273,9 +267,7 @@ void Model::attention_block(const Layer& layer, float* h, int64_t rows, const in
     for (const Segment& segment : segments) {
       for (int64_t r = segment.first_row; r < segment.first_row + segment.rows; ++r) {
         const float* k = projected + r * q_stride + nq * d;
-        const size_t bytes = static_cast<size_t>(nkv * d) * sizeof(float);
-        std::memcpy(pool.key(cache_index, *segment.block_table, positions[r]), k, bytes);
-        std::memcpy(pool.value(cache_index, *segment.block_table, positions[r]), k + nkv * d, bytes);
+        pool.write(cache_index, *segment.block_table, positions[r], k, k + nkv * d);
       }
     }
   } else {
@@ -285,16 +277,8 @@ void Model::attention_block(const Layer& layer, float* h, int64_t rows, const in
 
   float* attended = first(scratch.attended, rows * nq * d);
   for (const Segment& segment : segments) {
-    auto& keys = scratch.key_blocks;
-    auto& values = scratch.value_blocks;
-    keys.clear();
-    values.clear();
-    for (int32_t block : *segment.block_table) {
-      keys.push_back(pool.key_block(cache_index, block));
-      values.push_back(pool.value_block(cache_index, block));
-    }
     kernels::attention(projected + segment.first_row * q_stride, segment.rows, q_stride,
-                       {keys.data(), values.data(), pool.block_size(), pool.token_stride()},
+                       pool.view(cache_index, *segment.block_table, scratch.kv_blocks),
                        positions + segment.first_row, {nq, nkv, d}, attended + segment.first_row * nq * d,
                        nq * d);
   }
@@ -336,6 +320,10 @@ std::vector<float> Model::forward(std::span<const SequenceStep> steps, KvPool& p
   if (path == Path::SwiftKV && !has_student())
     throw Error("this model was loaded without its SwiftKV weights (load it with load_student)");
   if (pool.num_caches() != num_caches(path)) throw Error("forward: the KV pool was made for another path");
+  if (pool.num_kv_heads() != nkv || pool.head_dim() != d)
+    throw Error("forward: the KV pool's heads (" + std::to_string(pool.num_kv_heads()) + " x " +
+                std::to_string(pool.head_dim()) + ") are not this model's (" + std::to_string(nkv) + " x " +
+                std::to_string(d) + ")");
 
   // Flatten the batch: every step's rows, and which of them continue past layer M.
   std::vector<int32_t> tokens, positions;
@@ -390,10 +378,7 @@ std::vector<float> Model::forward(std::span<const SequenceStep> steps, KvPool& p
       for (const Segment& segment : segments) {
         for (int64_t r = segment.first_row; r < segment.first_row + segment.rows; ++r) {
           const float* k_row = k + r * row_stride;
-          const size_t bytes = static_cast<size_t>(kv_width) * sizeof(float);
-          std::memcpy(pool.key(early_layers + g, *segment.block_table, positions[r]), k_row, bytes);
-          std::memcpy(pool.value(early_layers + g, *segment.block_table, positions[r]), k_row + kv_width,
-                      bytes);
+          pool.write(early_layers + g, *segment.block_table, positions[r], k_row, k_row + kv_width);
         }
       }
     }

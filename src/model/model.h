@@ -51,6 +51,10 @@ struct SequenceStep {
   Logits logits = Logits::Last;  // None: a prompt chunk that is not the prompt's last
 };
 
+// KV-cache bytes one token takes on `path` of a model with `config` (every physical cache, int8
+// scales included), without loading it.
+int64_t kv_bytes_per_token(const io::ModelConfig& config, Path path, KvDType dtype);
+
 class Model {
  public:
   // Validates the checkpoint against its config, then packs every weight once; the mapped
@@ -62,7 +66,8 @@ class Model {
   bool has_teacher() const;
   bool has_student() const;
   // A cache for one sequence of up to `capacity` tokens, laid out for `path`.
-  KvCache make_cache(int64_t capacity, Path path) const;
+  KvCache make_cache(int64_t capacity, Path path, KvDType dtype = KvDType::F32) const;
+  // KV-cache bytes one token of a sequence takes on `path` (every physical cache, int8 scales included).
   int64_t kv_bytes_per_token(Path path, KvDType dtype = KvDType::F32) const;
   size_t weight_bytes() const;  // packed weights held in memory
 
