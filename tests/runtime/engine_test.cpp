@@ -54,12 +54,18 @@ class EngineTest : public ::testing::Test {
     load.weight_type = kernels::WeightType::F32;
     load.load_teacher = true;  // the same model runs SwiftKV off (Path::Teacher)
     model_ = model::Model::load(dir_ / "swiftkv", load).release();
+    // AcrossKV: M = 1 and the 4 later layers in 2 groups, each group one physical cache.
+    convert.swiftkv_layers = 1;
+    convert.group_size = 2;
+    io::convert_to_swiftkv(dir_ / "base", dir_ / "across_kv", convert);
+    across_kv_model_ = model::Model::load(dir_ / "across_kv", load).release();
     tokenizer_ = new tokenizer::Tokenizer(tokenizer::Tokenizer::from_dir(dir_ / "swiftkv"));
     const std::string text = read_eval_text(shared_dir() / "data/tinystories/tinystories_dev.txt");
     text_tokens_ = tokenizer_->encode(text.substr(0, text.find("\n\n", 8000)), /*add_special_tokens=*/false);
   }
   static void TearDownTestSuite() {
     delete model_;
+    delete across_kv_model_;
     delete tokenizer_;
     fs::remove_all(dir_);
   }
@@ -86,12 +92,12 @@ class EngineTest : public ::testing::Test {
   }
 
   // The reference: one sequence with a cache of its own, argmax until max_tokens or an eos id.
-  static std::vector<int32_t> alone(const EngineRequest& request, Path path) {
-    std::vector<int32_t> eos(model_->config().eos_token_ids.begin(), model_->config().eos_token_ids.end());
+  static std::vector<int32_t> alone(const model::Model& model, const EngineRequest& request, Path path) {
+    std::vector<int32_t> eos(model.config().eos_token_ids.begin(), model.config().eos_token_ids.end());
     for (int32_t id : tokenizer_->eos_ids()) eos.push_back(id);
     model::KvCache cache =
-        model_->make_cache(static_cast<int64_t>(request.prompt.size()) + request.max_tokens, path);
-    std::vector<float> logits = model_->forward(request.prompt, 0, cache, path, model::Logits::Last);
+        model.make_cache(static_cast<int64_t>(request.prompt.size()) + request.max_tokens, path);
+    std::vector<float> logits = model.forward(request.prompt, 0, cache, path, model::Logits::Last);
     std::vector<int32_t> generated;
     for (int64_t position = static_cast<int64_t>(request.prompt.size());; ++position) {
       const int32_t token =
@@ -100,8 +106,7 @@ class EngineTest : public ::testing::Test {
       if (static_cast<int32_t>(generated.size()) == request.max_tokens ||
           std::find(eos.begin(), eos.end(), token) != eos.end())
         return generated;
-      logits =
-          model_->forward(std::span<const int32_t>(&token, 1), position, cache, path, model::Logits::Last);
+      logits = model.forward(std::span<const int32_t>(&token, 1), position, cache, path, model::Logits::Last);
     }
   }
 
@@ -111,8 +116,9 @@ class EngineTest : public ::testing::Test {
     options.kv_dtype = model::KvDType::F32;
     return options;
   }
-  static int64_t bytes_for_blocks(const EngineOptions& options, int64_t blocks) {
-    return blocks * options.block_size * model_->kv_bytes_per_token(options.path, options.kv_dtype);
+  static int64_t bytes_for_blocks(const EngineOptions& options, int64_t blocks,
+                                  const model::Model& model = *model_) {
+    return blocks * options.block_size * model.kv_bytes_per_token(options.path, options.kv_dtype);
   }
 
   // Adds requests, collecting their events into `results` (by position in `requests`).
@@ -140,11 +146,12 @@ class EngineTest : public ::testing::Test {
     for (int steps = 0; engine.step(); ++steps) ASSERT_LT(steps, 100000);
   }
   // Every request's tokens equal its reference, and it finished exactly once.
-  static void expect_as_alone(const std::vector<EngineRequest>& requests, const std::vector<uint64_t>& ids,
-                              std::map<uint64_t, Collected>& results, Path path) {
+  static void expect_as_alone(const model::Model& model, const std::vector<EngineRequest>& requests,
+                              const std::vector<uint64_t>& ids, std::map<uint64_t, Collected>& results,
+                              Path path) {
     for (size_t i = 0; i < requests.size(); ++i) {
       const Collected& got = results[ids[i]];
-      EXPECT_EQ(got.tokens, alone(requests[i], path))
+      EXPECT_EQ(got.tokens, alone(model, requests[i], path))
           << "request " << i << ", prompt of " << requests[i].prompt.size() << " tokens";
       EXPECT_EQ(got.final_events, 1) << "request " << i;
       EXPECT_NE(got.finish_reason, FinishReason::Abort) << "request " << i;
@@ -152,12 +159,13 @@ class EngineTest : public ::testing::Test {
   }
 
   static fs::path dir_;
-  static model::Model* model_;
+  static model::Model *model_, *across_kv_model_;
   static tokenizer::Tokenizer* tokenizer_;
   static std::vector<int32_t> text_tokens_;
 };
 fs::path EngineTest::dir_;
 model::Model* EngineTest::model_ = nullptr;
+model::Model* EngineTest::across_kv_model_ = nullptr;
 tokenizer::Tokenizer* EngineTest::tokenizer_ = nullptr;
 std::vector<int32_t> EngineTest::text_tokens_;
 
@@ -168,23 +176,25 @@ struct BatchingCase {
   int64_t max_num_batched_tokens;
   int64_t kv_blocks;  // 0: the default budget
   bool prefix_caching;
+  bool across_kv = false;  // the M = 1, G = 2 model
 };
 
 class ConcurrentGreedy : public EngineTest, public ::testing::WithParamInterface<BatchingCase> {};
 
 TEST_P(ConcurrentGreedy, SixteenRequestsEqualEachAlone) {
   const BatchingCase& c = GetParam();
+  const model::Model& model = c.across_kv ? *across_kv_model_ : *model_;
   EngineOptions options = f32_options(c.path);
   options.max_num_batched_tokens = c.max_num_batched_tokens;
   options.enable_prefix_caching = c.prefix_caching;
-  if (c.kv_blocks > 0) options.kv_cache_bytes = bytes_for_blocks(options, c.kv_blocks);
-  Engine engine(*model_, *tokenizer_, options);
+  if (c.kv_blocks > 0) options.kv_cache_bytes = bytes_for_blocks(options, c.kv_blocks, model);
+  Engine engine(model, *tokenizer_, options);
   const std::vector<EngineRequest> requests = sixteen_requests();
   std::map<uint64_t, Collected> results;
   const std::vector<uint64_t> ids = add_all(engine, requests, results);
   EXPECT_EQ(engine.stats().waiting, 16);
   run_until_idle(engine);
-  expect_as_alone(requests, ids, results, c.path);
+  expect_as_alone(model, requests, ids, results, c.path);
 
   const EngineStats stats = engine.stats();
   EXPECT_EQ(stats.running + stats.waiting, 0);
@@ -216,8 +226,23 @@ INSTANTIATE_TEST_SUITE_P(
                       BatchingCase{"ChunkedPrefill16", Path::SwiftKV, 16, 0, true},
                       // The longest request alone needs 21 blocks of 16; all of them ~180.
                       BatchingCase{"PreemptionSwiftKV", Path::SwiftKV, 512, 40, true},
-                      BatchingCase{"PreemptionSwiftKVOffChunked", Path::Teacher, 64, 30, false}),
+                      BatchingCase{"PreemptionSwiftKVOffChunked", Path::Teacher, 64, 30, false},
+                      BatchingCase{"AcrossKvPreemptionChunked", Path::SwiftKV, 64, 30, true, true}),
     [](const ::testing::TestParamInfo<BatchingCase>& info) { return std::string(info.param.name); });
+
+TEST_F(EngineTest, AcrossKvPoolHoldsOneCacheForEachGroup) {
+  // Layer 0, then one cache per group of two later layers: 3 caches; SwiftKV off needs all 5.
+  const auto& config = across_kv_model_->config();
+  const int64_t cache_token_bytes =
+      2 * config.num_key_value_heads * config.head_dim * static_cast<int64_t>(sizeof(float));
+  const int64_t budget = int64_t{1} << 20;
+  for (auto [path, caches] : {std::pair{Path::SwiftKV, 3}, std::pair{Path::Teacher, 5}}) {
+    EngineOptions options = f32_options(path);
+    options.kv_cache_bytes = budget;
+    Engine engine(*across_kv_model_, *tokenizer_, options);
+    EXPECT_EQ(engine.num_blocks(), budget / (16 * caches * cache_token_bytes)) << caches << " caches";
+  }
+}
 
 TEST_F(EngineTest, PrefixCacheHitsGiveTheSameOutputs) {
   Engine engine(*model_, *tokenizer_, f32_options(Path::SwiftKV));
@@ -237,7 +262,7 @@ TEST_F(EngineTest, PrefixCacheHitsGiveTheSameOutputs) {
        add_all(engine, std::vector<EngineRequest>(requests.begin() + 1, requests.end()), results))
     ids.push_back(id);
   run_until_idle(engine);
-  expect_as_alone(requests, ids, results, Path::SwiftKV);
+  expect_as_alone(*model_, requests, ids, results, Path::SwiftKV);
   EXPECT_EQ(results[ids[0]].cached_prompt_tokens, 0);
   int64_t hits = 0;
   for (size_t i = 1; i < 8; ++i) {
@@ -253,7 +278,7 @@ TEST_F(EngineTest, PrefixCacheHitsGiveTheSameOutputs) {
   std::vector<EngineRequest> again{greedy(std::vector<int32_t>(shared.begin(), shared.begin() + 176), 10)};
   std::vector<uint64_t> again_ids = add_all(engine, again, results);
   run_until_idle(engine);
-  expect_as_alone(again, again_ids, results, Path::SwiftKV);
+  expect_as_alone(*model_, again, again_ids, results, Path::SwiftKV);
   EXPECT_EQ(results[again_ids[0]].cached_prompt_tokens, 160);
   EXPECT_EQ(engine.stats().prompt_tokens, stats.prompt_tokens + static_cast<int64_t>(again[0].prompt.size()) -
                                               results[again_ids[0]].cached_prompt_tokens);
@@ -334,7 +359,7 @@ TEST_F(EngineTest, PromptLogprobsEqualWhatEvalComputes) {
   run_until_idle(engine);
   const Collected& got = results[id];
   EXPECT_EQ(got.cached_prompt_tokens, 0);
-  EXPECT_EQ(got.tokens, alone(request, Path::SwiftKV));
+  EXPECT_EQ(got.tokens, alone(*model_, request, Path::SwiftKV));
 
   const std::vector<double> expected = token_logprobs(*model_, tokens, Path::SwiftKV);
   ASSERT_EQ(got.prompt_logprobs.size(), tokens.size());
@@ -381,7 +406,7 @@ TEST_F(EngineTest, SeededSamplingGivesTheSameTokensBatchedAsAlone) {
     EXPECT_EQ(together[ids[i]].tokens, apart[id].tokens) << "request " << i;
     EXPECT_EQ(together[ids[i]].text, apart[id].text) << "request " << i;
     any_differs_from_greedy =
-        any_differs_from_greedy || apart[id].tokens != alone(requests[i], Path::SwiftKV);
+        any_differs_from_greedy || apart[id].tokens != alone(*model_, requests[i], Path::SwiftKV);
   }
   EXPECT_TRUE(any_differs_from_greedy) << "the sampling parameters did nothing";
 }
@@ -434,7 +459,7 @@ TEST_F(EngineTest, BackgroundLoopServesRequestsFromOtherThreads) {
   }
   engine.stop();
   for (size_t i = 0; i < requests.size(); ++i)
-    EXPECT_EQ(tokens[ids[i]], alone(requests[i], Path::SwiftKV)) << "request " << i;
+    EXPECT_EQ(tokens[ids[i]], alone(*model_, requests[i], Path::SwiftKV)) << "request " << i;
   EXPECT_EQ(engine.stats().kv_blocks_used, 0);
 }
 
