@@ -57,7 +57,7 @@ void run_generate(const GenerateOptions& options) {
   request.stop = options.stop;
   request.ignore_eos = options.ignore_eos;
 
-  runtime::Generator generator(*model, tokenizer, path);
+  runtime::Generator generator(*model, tokenizer, path, selected_kv_dtype(options.model));
   std::cout << options.prompt << std::flush;
   runtime::GenerationResult result =
       generator.generate(request, [](std::string_view text) { std::cout << text << std::flush; });

@@ -92,11 +92,12 @@ class EngineTest : public ::testing::Test {
   }
 
   // The reference: one sequence with a cache of its own, argmax until max_tokens or an eos id.
-  static std::vector<int32_t> alone(const model::Model& model, const EngineRequest& request, Path path) {
+  static std::vector<int32_t> alone(const model::Model& model, const EngineRequest& request, Path path,
+                                    model::KvDType kv_dtype = model::KvDType::F32) {
     std::vector<int32_t> eos(model.config().eos_token_ids.begin(), model.config().eos_token_ids.end());
     for (int32_t id : tokenizer_->eos_ids()) eos.push_back(id);
     model::KvCache cache =
-        model.make_cache(static_cast<int64_t>(request.prompt.size()) + request.max_tokens, path);
+        model.make_cache(static_cast<int64_t>(request.prompt.size()) + request.max_tokens, path, kv_dtype);
     std::vector<float> logits = model.forward(request.prompt, 0, cache, path, model::Logits::Last);
     std::vector<int32_t> generated;
     for (int64_t position = static_cast<int64_t>(request.prompt.size());; ++position) {
@@ -148,10 +149,10 @@ class EngineTest : public ::testing::Test {
   // Every request's tokens equal its reference, and it finished exactly once.
   static void expect_as_alone(const model::Model& model, const std::vector<EngineRequest>& requests,
                               const std::vector<uint64_t>& ids, std::map<uint64_t, Collected>& results,
-                              Path path) {
+                              Path path, model::KvDType kv_dtype = model::KvDType::F32) {
     for (size_t i = 0; i < requests.size(); ++i) {
       const Collected& got = results[ids[i]];
-      EXPECT_EQ(got.tokens, alone(model, requests[i], path))
+      EXPECT_EQ(got.tokens, alone(model, requests[i], path, kv_dtype))
           << "request " << i << ", prompt of " << requests[i].prompt.size() << " tokens";
       EXPECT_EQ(got.final_events, 1) << "request " << i;
       EXPECT_NE(got.finish_reason, FinishReason::Abort) << "request " << i;
@@ -177,6 +178,7 @@ struct BatchingCase {
   int64_t kv_blocks;  // 0: the default budget
   bool prefix_caching;
   bool across_kv = false;  // the M = 1, G = 2 model
+  model::KvDType kv_dtype = model::KvDType::F32;
 };
 
 class ConcurrentGreedy : public EngineTest, public ::testing::WithParamInterface<BatchingCase> {};
@@ -185,6 +187,7 @@ TEST_P(ConcurrentGreedy, SixteenRequestsEqualEachAlone) {
   const BatchingCase& c = GetParam();
   const model::Model& model = c.across_kv ? *across_kv_model_ : *model_;
   EngineOptions options = f32_options(c.path);
+  options.kv_dtype = c.kv_dtype;
   options.max_num_batched_tokens = c.max_num_batched_tokens;
   options.enable_prefix_caching = c.prefix_caching;
   if (c.kv_blocks > 0) options.kv_cache_bytes = bytes_for_blocks(options, c.kv_blocks, model);
@@ -194,7 +197,7 @@ TEST_P(ConcurrentGreedy, SixteenRequestsEqualEachAlone) {
   const std::vector<uint64_t> ids = add_all(engine, requests, results);
   EXPECT_EQ(engine.stats().waiting, 16);
   run_until_idle(engine);
-  expect_as_alone(model, requests, ids, results, c.path);
+  expect_as_alone(model, requests, ids, results, c.path, c.kv_dtype);
 
   const EngineStats stats = engine.stats();
   EXPECT_EQ(stats.running + stats.waiting, 0);
@@ -227,7 +230,11 @@ INSTANTIATE_TEST_SUITE_P(
                       // The longest request alone needs 21 blocks of 16; all of them ~180.
                       BatchingCase{"PreemptionSwiftKV", Path::SwiftKV, 512, 40, true},
                       BatchingCase{"PreemptionSwiftKVOffChunked", Path::Teacher, 64, 30, false},
-                      BatchingCase{"AcrossKvPreemptionChunked", Path::SwiftKV, 64, 30, true, true}),
+                      BatchingCase{"AcrossKvPreemptionChunked", Path::SwiftKV, 64, 30, true, true},
+                      // The reference's own cache stores K/V in the same dtype.
+                      BatchingCase{"Bf16Kv", Path::SwiftKV, 2048, 0, true, false, model::KvDType::BF16},
+                      BatchingCase{"Int8KvPreemptionChunked", Path::SwiftKV, 64, 30, true, false,
+                                   model::KvDType::INT8}),
     [](const ::testing::TestParamInfo<BatchingCase>& info) { return std::string(info.param.name); });
 
 TEST_F(EngineTest, AcrossKvPoolHoldsOneCacheForEachGroup) {
