@@ -26,15 +26,8 @@ struct GenerateOptions {
 
 // Program defaults (vLLM's), then generation_config.json, then the command line.
 runtime::SamplingParams sampling_params(const GenerateOptions& options) {
-  runtime::SamplingParams params;
-  io::GenerationDefaults defaults = io::load_generation_defaults(options.model.model_dir);
-  if (defaults.temperature) params.temperature = static_cast<float>(*defaults.temperature);
-  if (defaults.top_p) params.top_p = static_cast<float>(*defaults.top_p);
-  if (defaults.min_p) params.min_p = static_cast<float>(*defaults.min_p);
-  if (defaults.top_k) params.top_k = *defaults.top_k;
-  if (defaults.repetition_penalty)
-    params.repetition_penalty = static_cast<float>(*defaults.repetition_penalty);
-  if (defaults.do_sample && !*defaults.do_sample) params.temperature = 0;
+  runtime::SamplingParams params =
+      runtime::default_sampling_params(io::load_generation_defaults(options.model.model_dir));
   if (options.temperature) params.temperature = *options.temperature;
   if (options.top_p) params.top_p = *options.top_p;
   if (options.min_p) params.min_p = *options.min_p;

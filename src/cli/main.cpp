@@ -8,6 +8,7 @@ int main(int argc, char** argv) {
   CLI::App app{"swiftkv: Llama-family inference with SwiftKV (prompt tokens skip the later layers)"};
   app.require_subcommand(1);
   swiftkv::cli::add_generate_command(app);
+  swiftkv::cli::add_serve_command(app);
   swiftkv::cli::add_inspect_command(app);
   swiftkv::cli::add_import_command(app);
   swiftkv::cli::add_random_model_command(app);

@@ -13,13 +13,19 @@
 
 namespace swiftkv {
 
-nlohmann::json read_json_file(const std::filesystem::path& path) {
+std::string read_text_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open " + path.string() + ": " + std::strerror(errno));
   std::stringstream buffer;
   buffer << in.rdbuf();
+  if (in.bad()) throw Error("cannot read " + path.string() + ": " + std::strerror(errno));
+  return buffer.str();
+}
+
+nlohmann::json read_json_file(const std::filesystem::path& path) {
+  const std::string text = read_text_file(path);
   try {
-    return nlohmann::json::parse(buffer.str());
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(path.string() + " is not valid JSON: " + e.what());
   }

@@ -4,12 +4,15 @@
 // half-written file.
 #include <filesystem>
 #include <functional>
+#include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
 
 namespace swiftkv {
 
+// The whole file; throws swiftkv::Error naming the file when it cannot be read.
+std::string read_text_file(const std::filesystem::path& path);
 // Throws swiftkv::Error naming the file on I/O errors and the position on parse errors.
 nlohmann::json read_json_file(const std::filesystem::path& path);
 

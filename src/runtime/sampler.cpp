@@ -39,6 +39,18 @@ void SamplingParams::validate() const {
   require(std::isfinite(frequency_penalty), "frequency_penalty", frequency_penalty, "finite");
 }
 
+SamplingParams default_sampling_params(const io::GenerationDefaults& defaults) {
+  SamplingParams params;
+  if (defaults.temperature) params.temperature = static_cast<float>(*defaults.temperature);
+  if (defaults.top_p) params.top_p = static_cast<float>(*defaults.top_p);
+  if (defaults.min_p) params.min_p = static_cast<float>(*defaults.min_p);
+  if (defaults.top_k) params.top_k = *defaults.top_k;
+  if (defaults.repetition_penalty)
+    params.repetition_penalty = static_cast<float>(*defaults.repetition_penalty);
+  if (defaults.do_sample && !*defaults.do_sample) params.temperature = 0;
+  return params;
+}
+
 Sampler::Sampler(const SamplingParams& params, int32_t vocab_size)
     : params_(params), vocab_size_(vocab_size), rng_(params.seed) {
   params_.validate();

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "io/model_config.h"
+
 namespace swiftkv::runtime {
 
 struct SamplingParams {
@@ -25,6 +27,10 @@ struct SamplingParams {
   uint64_t seed = 0;
   void validate() const;  // throws swiftkv::Error naming the bad parameter
 };
+
+// The program's defaults (vLLM's) overridden by generation_config.json's; a request or the
+// command line then overrides these (do_sample false means greedy).
+SamplingParams default_sampling_params(const io::GenerationDefaults& defaults);
 
 class Sampler {
  public:

@@ -1,1 +1,0 @@
-// Placeholder so the server layer has a source until src/server lands; delete it then.
