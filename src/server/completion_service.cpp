@@ -122,6 +122,11 @@ CompletionService::CompletionService(runtime::Engine& engine, const ServedModel&
 void CompletionService::serve(CompletionRequest request, httplib::Response& response) {
   auto job = std::make_shared<CompletionJob>(*this, std::move(request));
   const auto prompts = static_cast<int64_t>(job->choices.size());
+  if (prompts > capacity_)
+    throw bad_request("the request has " + std::to_string(prompts) + " prompts and at most " +
+                          std::to_string(capacity_) +
+                          " can be in flight (--max-num-seqs + --max-waiting-requests); send fewer at once",
+                      "prompt");
   {
     std::lock_guard lock(mutex_);
     if (shutting_down_) throw ApiError(503, "service_unavailable", "the server is shutting down");

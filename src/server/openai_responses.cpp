@@ -52,20 +52,23 @@ std::string TokenTexts::alternative(int32_t id) const {
   return text.empty() ? decoder.finish() : text;  // a lone byte token shows as U+FFFD
 }
 
-LogprobsBuilder::LogprobsBuilder(const tokenizer::Tokenizer& tokenizer, Endpoint endpoint)
-    : texts_(tokenizer), endpoint_(endpoint) {
-  if (endpoint_ == Endpoint::ChatCompletions)
-    all_ = {{"content", Json::array()}};
-  else
-    all_ = {{"tokens", Json::array()},
-            {"token_logprobs", Json::array()},
-            {"top_logprobs", Json::array()},
-            {"text_offset", Json::array()}};
+namespace {
+
+Json no_logprobs(Endpoint endpoint) {
+  if (endpoint == Endpoint::ChatCompletions) return {{"content", Json::array()}};
+  return {{"tokens", Json::array()},
+          {"token_logprobs", Json::array()},
+          {"top_logprobs", Json::array()},
+          {"text_offset", Json::array()}};
 }
 
+}  // namespace
+
+LogprobsBuilder::LogprobsBuilder(const tokenizer::Tokenizer& tokenizer, Endpoint endpoint)
+    : texts_(tokenizer), endpoint_(endpoint), all_(no_logprobs(endpoint)) {}
+
 Json LogprobsBuilder::add(const std::vector<runtime::TokenLogprob>& entries) {
-  Json piece = all_;
-  for (auto& [key, list] : piece.items()) list = Json::array();
+  Json piece = no_logprobs(endpoint_);
   for (const runtime::TokenLogprob& entry : entries) {
     // Alternatives first: their texts continue the text before this token.
     std::vector<std::pair<std::string, float>> alternatives;

@@ -168,6 +168,12 @@ TEST_F(ServeRobustly, AFullQueueGets503WhileHealthAnswers) {
   }
   EXPECT_GE(accepted, 2);
   EXPECT_GE(refused, 1);
+  // More prompts in one request than can ever be in flight: refused outright, not "retry later".
+  auto too_many =
+      client(small)->Post("/v1/completions", R"({"prompt": ["a", "b", "c", "d"]})", "application/json");
+  ASSERT_TRUE(too_many);
+  EXPECT_EQ(too_many->status, 400);
+  expect_openai_error(too_many->body, 400, "prompt");
   EXPECT_EQ(small.stop(SIGTERM), 0);
 }
 
