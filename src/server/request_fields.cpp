@@ -4,6 +4,14 @@
 
 namespace swiftkv::server {
 
+namespace {
+
+// Deeper bodies are refused while parsing: the request is copied and dumped recursively later
+// (chat templates), and a body of a few hundred thousand nested arrays would overflow the stack.
+constexpr int kMaxJsonDepth = 64;
+
+}  // namespace
+
 Json error_json(const ApiError& error) {
   Json param = error.param().empty() ? Json(nullptr) : Json(error.param());
   return {{"error",
@@ -15,7 +23,13 @@ std::string to_wire(const Json& json) { return json.dump(-1, ' ', false, Json::e
 Json parse_request_body(const std::string& body) {
   Json json;
   try {
-    json = Json::parse(body);
+    json = Json::parse(body, [](int depth, Json::parse_event_t event, Json&) {
+      const bool opens =
+          event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start;
+      if (opens && depth >= kMaxJsonDepth)
+        throw bad_request("JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+      return true;
+    });
   } catch (const Json::parse_error& error) {
     // nlohmann's message names the position and the problem (e.g. "ill-formed UTF-8 byte").
     throw bad_request(std::string("the request body is not valid JSON: ") + error.what());

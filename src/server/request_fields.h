@@ -12,7 +12,7 @@
 namespace swiftkv::server {
 
 // Parses a request body: malformed JSON (including invalid UTF-8 in strings) or anything but
-// an object is a 400.
+// an object, or nesting deeper than 64 levels, is a 400.
 Json parse_request_body(const std::string& body);
 
 class RequestFields {

@@ -243,6 +243,20 @@ TEST(RequestBody, MalformedJsonInvalidUtf8AndNonObjectsAre400s) {
             std::string::npos);
 }
 
+// An object whose field `x` holds arrays nested `levels` deep in all (the object counts).
+std::string nested_body(int levels) {
+  return R"({"x": )" + std::string(levels - 1, '[') + std::string(levels - 1, ']') + "}";
+}
+
+TEST(RequestBody, NestingDeeperThan64LevelsIsA400) {
+  EXPECT_TRUE(parse_request_body(nested_body(64))["x"].is_array());
+  for (int levels : {65, 500000}) {
+    SCOPED_TRACE(levels);
+    const std::string message = expect_api_error([&] { parse_request_body(nested_body(levels)); }, 400, "");
+    EXPECT_NE(message.find("deeper than 64"), std::string::npos) << message;
+  }
+}
+
 TEST(RequestBody, IntegersMayBeWrittenAsIntegralFloats) {
   const Json body = Json::parse(R"({"a": 3.0, "b": 3.5, "c": 1e300, "d": -4})");
   RequestFields fields(body);

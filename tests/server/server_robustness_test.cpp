@@ -45,7 +45,7 @@ std::string long_stream_body(int max_tokens = 400) {
 
 TEST_F(ServeRobustly, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
   const std::string too_long = server::to_wire({{"prompt", std::vector<int32_t>(600, 5)}});
-  const std::vector<BadCall> calls = {
+  std::vector<BadCall> calls = {
       {"/v1/completions", R"({"prompt": "Hi", "max_tokens": )", 400, ""},
       {"/v1/completions", "", 400, ""},
       {"/v1/completions", std::string(R"({"prompt": "caf)") + "\xE9" + R"("})", 400, ""},
@@ -67,9 +67,14 @@ TEST_F(ServeRobustly, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
       {"/detokenize", R"({"tokens": "abc"})", 400, "tokens"},
       {"/v1/embeddings", R"({"input": "Hi"})", 404, ""},
   };
+  // An ignored field nested far too deep: refused while parsing, not a crash in a later copy.
+  const std::string deep = R"({"messages": [{"role": "user", "content": "Hi"}], "prompt": "Hi", "x": )" +
+                           std::string(500000, '[') + std::string(500000, ']') + "}";
+  for (const char* path : {"/v1/completions", "/v1/chat/completions", "/tokenize"})
+    calls.push_back({path, deep, 400, ""});
   auto http = client();
   for (const BadCall& call : calls) {
-    SCOPED_TRACE(call.path + " " + call.body);
+    SCOPED_TRACE(call.path + " " + call.body.substr(0, 200));
     auto result = http->Post(call.path.c_str(), call.body, "application/json");
     ASSERT_TRUE(result) << httplib::to_string(result.error());
     EXPECT_EQ(result->status, call.status);
