@@ -37,9 +37,17 @@ struct CompletionJob {
       }
       service.release(started ? engine_ids[i] : 0, started);
     }
+    close();
   }
 
   bool finished() const { return unfinished == 0; }
+
+  // The response is complete (or will never be): shutdown need not wait for it any longer.
+  void close() {
+    if (!admitted || closed) return;
+    closed = true;
+    service.closed();
+  }
 
   // Applies the events; returns the stream chunks they make.
   std::string apply(const std::vector<StreamEvent>& events) {
@@ -113,6 +121,7 @@ struct CompletionJob {
   bool admitted = false;  // counted in the service's requests in flight
   size_t unfinished = 0;
   bool opened = false;
+  bool closed = false;
 };
 
 CompletionService::CompletionService(runtime::Engine& engine, const ServedModel& model, Metrics& metrics,
@@ -136,6 +145,7 @@ void CompletionService::serve(CompletionRequest request, httplib::Response& resp
           "the server is full: " + std::to_string(in_flight_) + " of " + std::to_string(capacity_) +
               " requests (--max-num-seqs + --max-waiting-requests) are running or waiting; retry later");
     in_flight_ += prompts;
+    ++open_jobs_;
   }
   job->admitted = true;  // from here on the job releases what it reserved
   job->unfinished = job->choices.size();
@@ -158,6 +168,7 @@ void CompletionService::serve(CompletionRequest request, httplib::Response& resp
   if (!job->request.stream) {
     while (!job->finished()) job->apply(job->stream->wait());
     response.set_content(to_wire(job->whole_response()), "application/json");
+    job->close();
     return;
   }
   response.set_header("Cache-Control", "no-cache");
@@ -173,7 +184,10 @@ void CompletionService::serve(CompletionRequest request, httplib::Response& resp
     // A failed write is a client that went away: returning false ends the response, and the
     // job's destructor cancels what is still running.
     if (!text.empty() && !sink.write(text.data(), text.size())) return false;
-    if (job->finished()) sink.done();
+    if (job->finished()) {
+      sink.done();  // writes the chunked body's terminator
+      job->close();
+    }
     return true;
   });
 }
@@ -184,7 +198,12 @@ void CompletionService::release(uint64_t engine_id, bool started) {
   if (started) active_.erase(engine_id);
 }
 
-void CompletionService::shut_down() {
+void CompletionService::closed() {
+  std::lock_guard lock(mutex_);
+  if (--open_jobs_ == 0) all_closed_.notify_all();
+}
+
+void CompletionService::shut_down(std::chrono::milliseconds timeout) {
   std::set<uint64_t> active;
   {
     std::lock_guard lock(mutex_);
@@ -192,6 +211,8 @@ void CompletionService::shut_down() {
     active = active_;
   }
   for (uint64_t id : active) engine_.cancel(id);
+  std::unique_lock lock(mutex_);
+  all_closed_.wait_for(lock, timeout, [this] { return open_jobs_ == 0; });
 }
 
 }  // namespace swiftkv::server

@@ -33,8 +33,9 @@ class HttpServer {
   int bind();
   // Serves on the bound socket until stop(). Returns after the HTTP threads are joined.
   void run();
-  // Thread-safe (not async-signal-safe): refuses new requests, aborts the ones in flight so
-  // their responses end promptly, and stops listening.
+  // Thread-safe (not async-signal-safe): refuses new requests, aborts the ones in flight, waits
+  // (at most 5 s) until their responses are complete (streams: the "abort" chunk and [DONE]),
+  // and stops listening.
   void stop();
 
   // HTTP threads: every request the engine may hold (running + waiting) can be served at once,
