@@ -81,6 +81,14 @@ void run_serve(ServeOptions options) {
   if (!options.kv_cache_memory.empty())
     options.engine.kv_cache_bytes = parse_byte_size(options.kv_cache_memory, "--kv-cache-memory");
   runtime::Engine engine(*model, tokenizer, options.engine);
+  if (engine.options().max_model_len < model->config().max_position_embeddings &&
+      options.engine.max_model_len == 0)
+    std::fprintf(
+        stderr,
+        "swiftkv serve: note: max_model_len is %lld, not the model's %lld: that is the longest request "
+        "the KV cache (%lld bytes) holds; raise --kv-cache-memory for more\n",
+        (long long)engine.options().max_model_len, (long long)model->config().max_position_embeddings,
+        (long long)engine.options().kv_cache_bytes);
 
   server::ServedModel served;
   served.name = options.served_model_name.empty() ? options.model.model_dir : options.served_model_name;

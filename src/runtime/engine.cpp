@@ -78,7 +78,8 @@ TokenLogprob token_logprob(std::span<const float> row, int32_t token, int32_t to
 
 EngineOptions resolved(EngineOptions options, const model::Model& model) {
   const auto& config = model.config();
-  if (options.max_model_len == 0) options.max_model_len = config.max_position_embeddings;
+  const bool max_model_len_given = options.max_model_len != 0;
+  if (!max_model_len_given) options.max_model_len = config.max_position_embeddings;
   if (options.max_model_len < 1 || options.max_model_len > config.max_position_embeddings)
     throw Error("max_model_len " + std::to_string(options.max_model_len) + " must be in [1, " +
                 std::to_string(config.max_position_embeddings) + "] (the model's max_position_embeddings)");
@@ -100,6 +101,21 @@ EngineOptions resolved(EngineOptions options, const model::Model& model) {
     throw Error("a KV cache of " + std::to_string(options.kv_cache_bytes) + " bytes holds no block of " +
                 std::to_string(options.block_size) + " tokens (" +
                 std::to_string(options.block_size * token_bytes) + " bytes with this model and KV dtype)");
+  // Like vLLM: one request of max_model_len tokens must fit in the pool, or it would be advertised
+  // and then refused forever. A defaulted length shrinks to the pool; a given one is an error.
+  // (A request's last token never has its KV written: a pool of N tokens holds N + 1.)
+  const int64_t longest =
+      options.kv_cache_bytes / (options.block_size * token_bytes) * options.block_size + 1;
+  if (options.max_model_len > longest) {
+    if (max_model_len_given)
+      throw Error("max_model_len " + std::to_string(options.max_model_len) +
+                  " does not fit in the KV cache: " + std::to_string(options.kv_cache_bytes) +
+                  " bytes hold a request of at most " + std::to_string(longest) + " tokens (" +
+                  std::to_string(token_bytes) +
+                  " bytes of KV each with this model and KV dtype); raise --kv-cache-memory or lower "
+                  "--max-model-len");
+    options.max_model_len = longest;
+  }
   return options;
 }
 

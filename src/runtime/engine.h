@@ -39,7 +39,9 @@ struct EngineOptions {
   int64_t block_size = 16;
   // Pool budget; 0 = enough for max_num_seqs full-length requests, capped at 4 GiB.
   int64_t kv_cache_bytes = 0;
-  int64_t max_model_len = 0;  // 0 = the config's max_position_embeddings
+  // 0 = the config's max_position_embeddings, shrunk to the longest request the pool holds; a
+  // given length the pool cannot hold is an error.
+  int64_t max_model_len = 0;
   int64_t max_num_batched_tokens = 2048;
   int64_t max_num_seqs = 64;
   bool enable_prefix_caching = true;

@@ -328,13 +328,12 @@ TEST_F(EngineTest, CancelEndsARequestAtOnceAndFreesItsBlocks) {
 TEST_F(EngineTest, RefusesRequestsThatCannotFitWithTheReason) {
   EngineOptions options = f32_options(Path::SwiftKV);
   options.max_model_len = 200;
-  options.kv_cache_bytes = bytes_for_blocks(options, 8);  // 128 tokens
+  options.kv_cache_bytes = bytes_for_blocks(options, 13);  // a request of 13 * 16 + 1 tokens at most
   Engine engine(*model_, *tokenizer_, options);
-  EXPECT_EQ(engine.num_blocks(), 8);
+  EXPECT_EQ(engine.num_blocks(), 13);
   EXPECT_EQ(engine.options().max_model_len, 200);
   auto add = [&](EngineRequest request) { engine.add_request(std::move(request), {}); };
   expect_error([&] { add(greedy(prompt(190, 0), 20)); }, {"210 tokens", "maximum context length is 200"});
-  expect_error([&] { add(greedy(prompt(120, 0), 20)); }, {"9 KV blocks", "holds 8 blocks"});
   expect_error([&] { add(greedy({}, 20)); }, {"prompt is empty"});
   expect_error([&] { add(greedy({1, 512}, 20)); }, {"512", "outside the vocabulary"});
   expect_error([&] { add(greedy({1}, 0)); }, {"max_tokens"});
@@ -348,6 +347,27 @@ TEST_F(EngineTest, RefusesRequestsThatCannotFitWithTheReason) {
   options.kv_cache_bytes = 0;
   options.max_model_len = 100000;
   expect_error([&] { Engine(*model_, *tokenizer_, options); }, {"max_model_len", "512"});
+}
+
+// A max_model_len the pool cannot hold would be advertised and then refused forever.
+TEST_F(EngineTest, MaxModelLenMustFitInTheKvPool) {
+  EngineOptions options = f32_options(Path::SwiftKV);
+  options.kv_cache_bytes = bytes_for_blocks(options, 8);  // a request of 8 * 16 + 1 tokens at most
+  options.max_model_len = 130;
+  expect_error([&] { Engine(*model_, *tokenizer_, options); },
+               {"max_model_len 130", "at most 129 tokens", "--kv-cache-memory", "--max-model-len"});
+  options.max_model_len = 129;
+  EXPECT_EQ(Engine(*model_, *tokenizer_, options).options().max_model_len, 129);
+  // Defaulted: the model's 512 shrinks to what the pool holds, and such a request runs.
+  options.max_model_len = 0;
+  Engine engine(*model_, *tokenizer_, options);
+  EXPECT_EQ(engine.options().max_model_len, 129);
+  std::map<uint64_t, Collected> results;
+  EngineRequest full_length = greedy(prompt(100, 0), 29);
+  full_length.ignore_eos = true;
+  const uint64_t id = add_all(engine, {full_length}, results)[0];
+  run_until_idle(engine);
+  EXPECT_EQ(results[id].tokens.size(), 29u);
 }
 
 TEST_F(EngineTest, PromptLogprobsEqualWhatEvalComputes) {
