@@ -225,14 +225,13 @@ bool Engine::Impl::step() {
   if (!scheduled.chunks.empty()) {
     try {
       run(scheduled, events);
-    } catch (const std::exception& error) {
-      // Nothing of this batch can go on: its requests end (with the reason) and the rest run on.
+    } catch (const std::exception&) {
+      // Nothing of this batch can go on: its requests end and the rest run on. The error is
+      // rethrown for the log, never put in the events (clients see stop_reason).
       for (const ScheduledChunk& chunk : scheduled.chunks) {
         auto found = requests.find(chunk.id);
         if (found == requests.end()) continue;  // finished before the failure
-        RequestOutput output = output_for(*found->second);
-        output.stop_reason = std::string("error: ") + error.what();
-        finish(*found->second, std::move(output), FinishReason::Abort, events);
+        finish(*found->second, output_for(*found->second), FinishReason::Abort, events);
       }
       publish_stats();
       dispatch(events);
@@ -344,8 +343,7 @@ void Engine::Impl::sample(ActiveRequest& request, std::span<float> row, std::vec
 
   FinishReason reason = FinishReason::None;
   if (!params.ignore_eos && std::find(eos_ids.begin(), eos_ids.end(), token) != eos_ids.end()) {
-    reason = FinishReason::Stop;
-    output.stop_reason = std::to_string(token);
+    reason = FinishReason::Stop;  // stop_reason stays empty, as vLLM's is None for eos
   } else {
     output.text = request.stop_checker.push(request.decoder.push(token));
     if (request.stop_checker.stopped()) {

@@ -77,7 +77,7 @@ struct RequestOutput {
   std::vector<TokenLogprob> logprobs;  // for `tokens`, when requested
   std::vector<TokenLogprob> prompt_logprobs;        // once, in the first event, when requested
   FinishReason finish_reason = FinishReason::None;  // != None: the last event of the request
-  // The stop string or the eos id (decimal) that ended it; "error: ..." for a failed batch.
+  // The stop string that ended it; empty otherwise (eos, length, abort, a failed batch).
   std::string stop_reason;
   int64_t prompt_tokens = 0;  // totals so far
   int64_t generated_tokens = 0;
@@ -112,7 +112,7 @@ class Engine {
   void cancel(uint64_t request_id);
 
   // One scheduling step. Returns false when there was nothing to do. When the model fails, the
-  // requests of that batch end with Abort (stop_reason "error: ...") and the error is rethrown.
+  // requests of that batch end with Abort and the error is rethrown.
   bool step();
   // Background loop that steps while there is work and sleeps otherwise. No-op when running.
   void start();

@@ -260,5 +260,20 @@ TEST_F(ServeStories, MetricsMoveWithRequests) {
   EXPECT_EQ(value(after, "swiftkv:kv_cache_usage_perc"), 0);  // finished requests hold no blocks
 }
 
+// As in vLLM: stop_reason is the stop string that ended a choice, and null when the model's
+// eos did (greedy from BOS, stories260K ends its story with an eos id after 345 tokens).
+TEST_F(ServeStories, StopReasonIsNullAtEosAndTheStopStringOtherwise) {
+  const Json at_eos = post("/v1/completions", {{"prompt", {1}}, {"max_tokens", 500}, {"temperature", 0}});
+  const Json& choice = at_eos["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "stop");
+  ASSERT_TRUE(choice.contains("stop_reason"));
+  EXPECT_TRUE(choice["stop_reason"].is_null()) << choice["stop_reason"];
+  const std::string stop = choice["text"].get<std::string>().substr(20, 5);
+  const Json at_string =
+      post("/v1/completions", {{"prompt", {1}}, {"max_tokens", 500}, {"temperature", 0}, {"stop", stop}});
+  EXPECT_EQ(at_string["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(at_string["choices"][0]["stop_reason"], stop);
+}
+
 }  // namespace
 }  // namespace swiftkv::testing
