@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <cstdio>
+
 #include "server/openai_responses.h"
 #include "server/request_stream.h"
 
@@ -124,6 +126,31 @@ struct CompletionJob {
   bool closed = false;
 };
 
+namespace {
+
+// Writes the stream's next chunks (the opening, then what the engine produced); false when the
+// client went away.
+bool write_stream(CompletionJob& job, httplib::DataSink& sink) {
+  std::string text;
+  if (!job.opened) {
+    job.opened = true;
+    text = job.opening();
+  } else {
+    text = job.apply(job.stream->wait());
+  }
+  if (job.finished()) text += job.closing();
+  // A failed write is a client that went away: returning false ends the response, and the
+  // job's destructor cancels what is still running.
+  if (!text.empty() && !sink.write(text.data(), text.size())) return false;
+  if (job.finished()) {
+    sink.done();  // writes the chunked body's terminator
+    job.close();
+  }
+  return true;
+}
+
+}  // namespace
+
 CompletionService::CompletionService(runtime::Engine& engine, const ServedModel& model, Metrics& metrics,
                                      int64_t capacity)
     : engine_(engine), model_(model), metrics_(metrics), capacity_(capacity) {}
@@ -173,22 +200,12 @@ void CompletionService::serve(CompletionRequest request, httplib::Response& resp
   }
   response.set_header("Cache-Control", "no-cache");
   response.set_chunked_content_provider("text/event-stream", [job](size_t, httplib::DataSink& sink) {
-    std::string text;
-    if (!job->opened) {
-      job->opened = true;
-      text = job->opening();
-    } else {
-      text = job->apply(job->stream->wait());
+    try {
+      return write_stream(*job, sink);
+    } catch (const std::exception& error) {  // ends the response instead of std::terminate
+      std::fprintf(stderr, "swiftkv serve: a stream failed: %s\n", error.what());
+      return false;
     }
-    if (job->finished()) text += job->closing();
-    // A failed write is a client that went away: returning false ends the response, and the
-    // job's destructor cancels what is still running.
-    if (!text.empty() && !sink.write(text.data(), text.size())) return false;
-    if (job->finished()) {
-      sink.done();  // writes the chunked body's terminator
-      job->close();
-    }
-    return true;
   });
 }
 

@@ -35,6 +35,16 @@ bool same_secret(const std::string& given, const std::string& expected) {
   return difference == 0;
 }
 
+// httplib refuses bodies over the payload limit, and form-encoded ones (curl -d sends that
+// Content-Type) over a much smaller one of its own.
+std::string too_large_message(const httplib::Request& request) {
+  if (request.get_header_value("Content-Type").starts_with("application/x-www-form-urlencoded"))
+    return "a form-encoded request body is limited to " +
+           std::to_string(CPPHTTPLIB_FORM_URL_ENCODED_PAYLOAD_MAX_LENGTH) +
+           " bytes: send the JSON with \"Content-Type: application/json\"";
+  return "the request body is over " + std::to_string(kMaxBodyBytes) + " bytes";
+}
+
 }  // namespace
 
 struct HttpServer::Impl {
@@ -95,8 +105,7 @@ struct HttpServer::Impl {
           if (!response.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
           std::string message = "HTTP error " + std::to_string(response.status);
           if (response.status == 404) message = "no route " + request.method + " " + request.path;
-          if (response.status == 413)
-            message = "the request body is over " + std::to_string(kMaxBodyBytes) + " bytes";
+          if (response.status == 413) message = too_large_message(request);
           const char* type = response.status == 404 ? "not_found_error" : "invalid_request_error";
           send_error(response, ApiError(response.status, type, message));
           return httplib::Server::HandlerResponse::Handled;

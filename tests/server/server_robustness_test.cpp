@@ -80,6 +80,12 @@ TEST_F(ServeRobustly, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
     EXPECT_EQ(result->status, call.status);
     expect_openai_error(result->body, call.status, call.param);
   }
+  // JSON sent as a form (curl -d) over httplib's form limit: the 413 says so, not "over 64 MiB".
+  auto form = http->Post("/v1/completions", std::string(9000, 'x'), "application/x-www-form-urlencoded");
+  ASSERT_TRUE(form);
+  EXPECT_EQ(form->status, 413);
+  expect_openai_error(form->body, 413, "");
+  EXPECT_NE(form->body.find("application/json"), std::string::npos) << form->body;
   // Without the key, or with a wrong one: 401 on /v1/*; /health and /metrics stay open.
   for (bool with_key : {false, true}) {
     auto other = client(*server_, false);
