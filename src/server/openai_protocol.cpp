@@ -172,7 +172,8 @@ std::vector<int32_t> parse_token_ids(const Json& ids, const std::string& field, 
 CompletionRequest parse_completion_request(const Json& body, const ServedModel& model) {
   check_model_field(body, model);
   RequestFields fields(body);
-  CompletionRequest request{.endpoint = Endpoint::Completions};
+  CompletionRequest request;
+  request.endpoint = Endpoint::Completions;
   if (auto suffix = fields.string("suffix"); suffix && !suffix->empty())
     throw bad_request("`suffix` is not supported", "suffix");
   request.prompts = parse_prompts(body, model);
@@ -191,7 +192,8 @@ CompletionRequest parse_completion_request(const Json& body, const ServedModel& 
 CompletionRequest parse_chat_request(const Json& body, const ServedModel& model) {
   check_model_field(body, model);
   RequestFields fields(body);
-  CompletionRequest request{.endpoint = Endpoint::ChatCompletions};
+  CompletionRequest request;
+  request.endpoint = Endpoint::ChatCompletions;
   request.prompts.push_back({.ids = chat_prompt_ids(body, model), .text = ""});
   const bool logprobs = fields.boolean("logprobs").value_or(false);
   const auto top_logprobs = fields.integer("top_logprobs", 0, kMaxLogprobs);
