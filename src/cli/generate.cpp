@@ -43,7 +43,7 @@ void run_generate(const GenerateOptions& options) {
   model::Path path = selected_path(options.model);
   auto model = load_model(options.model, path == model::Path::Teacher, path == model::Path::SwiftKV);
   auto tokenizer = tokenizer::Tokenizer::from_dir(options.model.model_dir);
-  runtime::GenerationRequest request;
+  runtime::EngineRequest request;
   request.prompt = tokenizer.encode(options.prompt, /*add_special_tokens=*/true);
   request.max_tokens = options.max_tokens;
   request.sampling = sampling_params(options);

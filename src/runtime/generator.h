@@ -15,14 +15,6 @@
 
 namespace swiftkv::runtime {
 
-struct GenerationRequest {
-  std::vector<int32_t> prompt;  // token ids, BOS included when wanted
-  int32_t max_tokens = 256;
-  SamplingParams sampling;
-  std::vector<std::string> stop;  // stop strings (not included in the output)
-  bool ignore_eos = false;
-};
-
 struct GenerationResult {
   std::vector<int32_t> tokens;                        // generated ids (the eos id that stopped it included)
   std::string text;                                   // what was streamed
@@ -36,7 +28,7 @@ class Generator {
             model::KvDType kv_dtype = model::KvDType::F32);
   // on_text receives each piece of text as soon as it is complete UTF-8 and cannot be part of a
   // stop string. max_tokens is cut to what the context holds after the prompt.
-  GenerationResult generate(const GenerationRequest& request,
+  GenerationResult generate(EngineRequest request,
                             const std::function<void(std::string_view)>& on_text = {}) const;
 
  private:

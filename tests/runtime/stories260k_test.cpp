@@ -65,7 +65,7 @@ TEST_F(Stories260K, GreedyFromBosReproducesThePublishedStory) {
   auto model = load(kernels::WeightType::F32);
   auto tokenizer = tokenizer::Tokenizer::from_dir(model_dir_);
   Generator generator(*model, tokenizer, model::Path::SwiftKV);
-  GenerationRequest request;
+  EngineRequest request;
   request.prompt = {*tokenizer.bos_id()};
   request.max_tokens = 500;
   request.sampling.temperature = 0;

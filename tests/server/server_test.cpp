@@ -37,7 +37,7 @@ class ServeStories : public StoriesServer {
   }
   // The greedy completion the single-request generator gives.
   static runtime::GenerationResult alone(const std::vector<int32_t>& prompt, int32_t max_tokens) {
-    runtime::GenerationRequest request;
+    runtime::EngineRequest request;
     request.prompt = prompt;
     request.max_tokens = max_tokens;
     request.sampling.temperature = 0;
