@@ -3,11 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "common/error.h"
+#include "common/files.h"
 #include "runtime/scoring.h"
 
 namespace swiftkv::runtime {
@@ -44,12 +42,7 @@ std::string read_eval_text(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path, error)) throw Error("eval data " + path.string() + " does not exist");
   if (std::filesystem::is_directory(path, error))
     throw Error("eval data " + path.string() + " is a directory, expected a text file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open eval data " + path.string() + ": " + std::strerror(errno));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  std::string text = buffer.str();
-  if (in.bad()) throw Error("cannot read eval data " + path.string());
+  std::string text = read_text_file(path);
   if (text.empty()) throw Error("eval data " + path.string() + " is empty");
   const size_t bad = tokenizer::find_invalid_utf8(text);
   if (bad != std::string::npos) {

@@ -1,8 +1,6 @@
 #include "tokenizer/tokenizer.h"
 
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "common/error.h"
 #include "common/files.h"
@@ -96,11 +94,8 @@ Tokenizer Tokenizer::from_dir(const std::filesystem::path& model_dir) {
   // Newer Hugging Face repositories keep the chat template in its own file.
   std::filesystem::path template_path = model_dir / "chat_template.jinja";
   if (std::filesystem::exists(template_path) && (config.is_null() || !config.contains("chat_template"))) {
-    std::ifstream in(template_path, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
     if (config.is_null()) config = nlohmann::json::object();
-    config["chat_template"] = text.str();
+    config["chat_template"] = read_text_file(template_path);
   }
   try {
     return from_json(tokenizer_json, config);
