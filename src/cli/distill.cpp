@@ -46,6 +46,11 @@ void add_distill_command(CLI::App& app) {
   command->add_option("--kl-weight", options->kl_weight, "weight of the KL term")->capture_default_str();
   command->add_option("--mse-weight", options->mse_weight, "weight of the MSE on the last layer's input")
       ->capture_default_str();
+  command
+      ->add_option("--ce-weight", options->ce_weight,
+                   "weight of the student's cross-entropy on the data's next tokens (not in the reference "
+                   "recipe)")
+      ->capture_default_str();
   command->add_option("--temperature", options->temperature, "distillation temperature T")
       ->capture_default_str();
   command->add_option("--logits-chunk", options->logits_chunk, "positions per lm_head + KL chunk")

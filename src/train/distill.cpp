@@ -47,6 +47,7 @@ nlohmann::json distill_options_to_json(const DistillOptions& o) {
           {"seq_len", o.seq_len},
           {"kl_weight", o.kl_weight},
           {"mse_weight", o.mse_weight},
+          {"ce_weight", o.ce_weight},
           {"temperature", o.temperature},
           {"logits_chunk", o.logits_chunk},
           {"seed", o.seed},
@@ -64,11 +65,12 @@ using Clock = std::chrono::steady_clock;
 struct BatchLosses {
   double kl = 0.0;   // kl_weight * T^2 * sum(kl_t * mask_t) / positions
   double mse = 0.0;  // mse_weight * mean((h_student - h_teacher)^2) over positions x hidden
+  double ce = 0.0;   // ce_weight * sum(student NLL of the next token * mask_t) / positions
   double nll_sum = 0.0;
   int64_t nll_count = 0, agree = 0, positions = 0;
 };
 
-// Runs teacher and student on one batch. train: accumulates gradients of (kl + mse) into the
+// Runs teacher and student on one batch. train: accumulates gradients of (kl + mse + ce) into the
 // trainable tensors. The teacher's and the student's later layers start from ONE h_M (unless
 // the naive recipe is asked for); lm_head + KL run in chunks of positions, each chunk's graph
 // freed by backpropagating it into the final hidden state at once.
@@ -114,14 +116,21 @@ BatchLosses run_batch(const TorchModel& model, const torch::Tensor& tokens, cons
     const torch::Tensor student_log_probs = torch::log_softmax(student_logits / temperature, -1);
     // KL(softmax(t/T) || softmax(s/T)) per position.
     const torch::Tensor kl = (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum(-1);
-    const torch::Tensor chunk_loss = (kl * logits_mask.slice(0, begin, end)).sum() * kl_scale;
-    if (train) chunk_loss.backward();
+    torch::Tensor chunk_loss = (kl * logits_mask.slice(0, begin, end)).sum() * kl_scale;
     losses.kl += chunk_loss.item<double>();
+    const torch::Tensor valid = target_valid.slice(0, begin, end);
+    const auto nll_of = [&](const torch::Tensor& logits) {
+      return -torch::log_softmax(logits, -1).gather(1, targets.slice(0, begin, end).unsqueeze(1)).squeeze(1);
+    };
+    if (options.ce_weight != 0.0) {
+      const torch::Tensor ce = (nll_of(student_logits) * valid).sum() * (options.ce_weight / double(N));
+      losses.ce += ce.item<double>();
+      chunk_loss = chunk_loss + ce;
+    }
+    if (train) chunk_loss.backward();
     if (measure) {
       torch::NoGradGuard measure_no_grad;
-      const torch::Tensor valid = target_valid.slice(0, begin, end);
-      const torch::Tensor log_probs = torch::log_softmax(student_logits.detach(), -1);
-      const torch::Tensor nll = -log_probs.gather(1, targets.slice(0, begin, end).unsqueeze(1)).squeeze(1);
+      const torch::Tensor nll = nll_of(student_logits.detach());
       losses.nll_sum += (nll * valid).sum().item<double>();
       losses.nll_count += int64_t(valid.sum().item<double>());
       losses.agree += (student_logits.argmax(-1) == teacher_logits.argmax(-1)).sum().item<int64_t>();
@@ -260,7 +269,8 @@ void print_eval(std::ostream& log, int64_t step, const EvalResult& eval) {
 // Keys that must match for --resume to continue the same run.
 const char* kResumeKeys[] = {"model",       "data",      "seq_len",    "batch_size",      "seed",
                              "epochs",      "max_steps", "lr",         "warmup_fraction", "weight_decay",
-                             "temperature", "kl_weight", "mse_weight", "data_format",     "eval_fraction"};
+                             "temperature", "kl_weight", "mse_weight", "ce_weight",       "data_format",
+                             "eval_fraction"};
 
 void copy_file_atomically(const fs::path& from, const fs::path& to) {
   std::ifstream in(from, std::ios::binary);
@@ -474,14 +484,14 @@ DistillResult run_distill(const DistillOptions& options, std::ostream& log_strea
     auto [tokens, mask] = gather_batch(train_data, indices);
     for (auto& p : parameters) p.value.mutable_grad() = torch::Tensor();
     const BatchLosses losses = run_batch(model, tokens, mask, options, /*train=*/true, /*measure=*/false);
-    double kl = losses.kl, mse = losses.mse;
+    double kl = losses.kl, mse = losses.mse, ce = losses.ce;
     if (group) {
-      // One all-reduce per step: every gradient plus the two loss values, then the average.
+      // One all-reduce per step: every gradient plus the three loss values, then the average.
       std::vector<torch::Tensor> pieces;
       for (auto& p : parameters)
         pieces.push_back(p.value.grad().defined() ? p.value.grad().reshape({-1})
                                                   : torch::zeros({p.value.numel()}));
-      pieces.push_back(torch::tensor({kl, mse}, torch::kFloat32));
+      pieces.push_back(torch::tensor({kl, mse, ce}, torch::kFloat32));
       torch::Tensor flat = torch::cat(pieces).contiguous();
       group->all_reduce_sum(flat.data_ptr<float>(), flat.numel());
       flat.div_(double(world));
@@ -495,6 +505,7 @@ DistillResult run_distill(const DistillOptions& options, std::ostream& log_strea
       }
       kl = flat[offset].item<double>();
       mse = flat[offset + 1].item<double>();
+      ce = flat[offset + 2].item<double>();
     }
     const double lr = learning_rate(options, state.step, total_steps);
     ++state.step;
@@ -503,14 +514,16 @@ DistillResult run_distill(const DistillOptions& options, std::ostream& log_strea
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     busy_seconds += seconds;
     ++timed_steps;
-    const double loss = kl + mse;
+    const double loss = kl + mse + ce;
     if (result.steps == 0) result.first_loss = loss;
     result.last_loss = loss;
     ++result.steps;
     const double step_seconds = busy_seconds / double(timed_steps);
     if (options.log_every > 0 && (state.step % options.log_every == 0 || state.step == total_steps)) {
       log << "step " << state.step << "/" << total_steps << "  loss " << std::fixed << std::setprecision(5)
-          << loss << " (kl " << kl << " mse " << mse << ")  lr " << std::scientific << std::setprecision(3)
+          << loss << " (kl " << kl << " mse " << mse;
+      if (options.ce_weight != 0.0) log << " ce " << ce;
+      log << ")  lr " << std::scientific << std::setprecision(3)
           << lr << std::defaultfloat << "  " << int64_t(double(tokens_per_step) / step_seconds)
           << " tok/s  eta " << format_duration(step_seconds * double(total_steps - state.step)) << std::endl;
     }

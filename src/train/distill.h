@@ -26,6 +26,9 @@ struct DistillOptions {
   int64_t batch_size = 8;  // sequences per optimizer step, over all processes
   int64_t seq_len = 256;
   double kl_weight = 1.0, mse_weight = 1.0, temperature = 2.0;
+  // Not in the reference recipe (0 there): cross-entropy of the student against the data's
+  // next tokens (masked like the KL, divided by all positions), added to the loss.
+  double ce_weight = 0.0;
   int64_t logits_chunk = 512;  // positions per lm_head + KL chunk
   uint64_t seed = 0;
   int threads = 0;  // per process; 0: the machine's cores / processes

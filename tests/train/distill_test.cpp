@@ -9,6 +9,8 @@
 
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "train/data.h"
 #include "train/training_state.h"
 #include "train_test_util.h"
 
@@ -70,6 +72,40 @@ TEST(Distill, LowersHeldOutLossAndChangesOnlyTrainableTensors) {
   model::KvCache cache = engine->make_cache(8, model::Path::SwiftKV);
   const std::vector<int32_t> tokens = {1, 403, 407, 261, 378};
   EXPECT_EQ(engine->forward(tokens, 0, cache, model::Path::SwiftKV, model::Logits::Last).size(), 512u);
+}
+
+// --ce-weight (off in the reference recipe): the student's NLL of the data's next tokens,
+// summed over the valid targets and divided by ALL positions, like the KL. One batch that holds
+// the whole data at lr 0 makes the first training loss that NLL of the unchanged student,
+// which the held-out evaluation of the same data measures as a mean over the valid targets.
+TEST(Distill, CrossEntropyTermIsTheStudentNllOverAllPositions) {
+  const fs::path dir = train_temp_dir("train_distill_ce");
+  DistillOptions options;
+  options.model_dir = swiftkv::testing::stories_swiftkv(3);
+  options.data = swiftkv::testing::tinystories_slice(dir / "train.txt", 8000);
+  options.eval_data = options.data;
+  options.out = dir / "out";
+  options.seq_len = 64;
+  DataStats stats;
+  const PackedData packed = pack_samples(
+      load_samples(options.data, tokenizer::Tokenizer::from_dir(options.model_dir), DataFormat::Text, stats),
+      options.seq_len, stats, "test data");
+  const int64_t rows = packed.num_sequences(), positions = rows * options.seq_len;
+  ASSERT_GT(rows, 2);
+  options.batch_size = rows;
+  options.max_steps = 1;
+  options.lr = 0.0;
+  options.kl_weight = 0.0;
+  options.mse_weight = 0.0;
+  options.ce_weight = 1.0;
+  options.threads = 1;
+  std::ostringstream log;
+  const DistillResult result = run_distill(options, log);
+  ASSERT_TRUE(result.initial_eval.done) << log.str();
+  // Plain text: every position but the last of a row has a next token.
+  const double expected = result.initial_eval.nll * double(positions - rows) / double(positions);
+  EXPECT_NEAR(result.first_loss, expected, 1e-4 * expected) << log.str();
+  EXPECT_NE(log.str().find(" ce "), std::string::npos) << log.str();
 }
 
 std::map<std::string, std::vector<float>> checkpoint_parameters(const fs::path& checkpoints) {
