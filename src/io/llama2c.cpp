@@ -140,6 +140,13 @@ void import_llama2c(const std::filesystem::path& model_bin, const std::filesyste
   const ModelConfig config = config_for(header);
   // Convert the tokenizer before writing anything: a bad tok.bin then leaves no directory.
   tokenizer::HfTokenizerFiles tokenizer_files = tokenizer::convert_llama2c_tokenizer(tokenizer_bin);
+  // llama2.c's header stores the vocabulary size and its tok.bin does not: a tokenizer of
+  // another model would give ids past the embedding (or never use its last rows).
+  const size_t tokenizer_vocab = tokenizer_files.tokenizer_json["model"]["vocab"].size();
+  if (static_cast<int64_t>(tokenizer_vocab) != config.vocab_size)
+    throw Error(tokenizer_bin.string() + " has " + std::to_string(tokenizer_vocab) + " tokens but " +
+                model_bin.string() + " has vocab_size " + std::to_string(config.vocab_size) +
+                ": pass the tokenizer the model was trained with");
 
   write_model_directory(out_dir, [&](const std::filesystem::path& dir) {
     nlohmann::json config_json = model_config_to_json(config);

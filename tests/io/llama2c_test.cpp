@@ -118,7 +118,7 @@ TEST(Llama2c, ImportsStories260K) {
 
 // A tiny untied llama2.c checkpoint (negative vocab_size, wcls at the end), written here.
 void write_untied_bin(const std::filesystem::path& path, size_t drop_bytes = 0) {
-  const int32_t dim = 8, hidden = 12, layers = 2, heads = 2, kv_heads = 1, vocab = 16, seq_len = 4;
+  const int32_t dim = 8, hidden = 12, layers = 2, heads = 2, kv_heads = 1, vocab = 512, seq_len = 4;
   const int32_t header[7] = {dim, hidden, layers, heads, kv_heads, -vocab, seq_len};
   const size_t hd = dim / heads, kv = kv_heads * hd;
   size_t count = vocab * dim + layers * dim + layers * dim * dim + 2 * layers * kv * dim +
@@ -137,13 +137,13 @@ TEST(Llama2c, UntiedClassifierBecomesLmHead) {
   import_llama2c(dir / "untied.bin", stories_dir() / "tok512.bin", dir / "out");
   ModelConfig config = load_model_config(dir / "out");
   EXPECT_FALSE(config.tie_word_embeddings);
-  EXPECT_EQ(config.vocab_size, 16);
+  EXPECT_EQ(config.vocab_size, 512);
   TensorStore store = TensorStore::open(dir / "out");
   EXPECT_NO_THROW(validate_checkpoint(config, store));
   std::vector<float> lm_head = store.read_f32("lm_head.weight");
-  ASSERT_EQ(lm_head.size(), 16 * 8u);
+  ASSERT_EQ(lm_head.size(), 512 * 8u);
   const size_t total = std::filesystem::file_size(dir / "untied.bin") / 4 - 7;
-  EXPECT_EQ(lm_head.front(), static_cast<float>(total - 16 * 8));  // wcls is the last array
+  EXPECT_EQ(lm_head.front(), static_cast<float>(total - 512 * 8));  // wcls is the last array
   EXPECT_EQ(lm_head.back(), static_cast<float>(total - 1));
 }
 
@@ -165,6 +165,20 @@ TEST(Llama2c, TruncatedOrWrongFilesAreRefusedAndLeaveNothing) {
 
   expect_error([&] { import_llama2c(dir / "missing.bin", stories_dir() / "tok512.bin", dir / "out"); },
                {"cannot open", "missing.bin"});
+  EXPECT_FALSE(std::filesystem::exists(dir / "out"));
+
+  // A tokenizer of another size than the model's vocabulary: tok512.bin's first 300 tokens.
+  std::ifstream tok512(stories_dir() / "tok512.bin", std::ios::binary);
+  std::string tok_bytes(std::istreambuf_iterator<char>(tok512), {});
+  size_t end = 4;
+  for (int token = 0; token < 300; ++token) {
+    int32_t length;
+    std::memcpy(&length, tok_bytes.data() + end + 4, 4);
+    end += 8 + static_cast<size_t>(length);
+  }
+  std::ofstream(dir / "tok300.bin", std::ios::binary) << tok_bytes.substr(0, end);
+  expect_error([&] { import_llama2c(stories_dir() / "stories260K.bin", dir / "tok300.bin", dir / "out"); },
+               {"tok300.bin has 300 tokens", "stories260K.bin has vocab_size 512"});
   EXPECT_FALSE(std::filesystem::exists(dir / "out"));
 
   // An existing non-empty output directory is never overwritten.
