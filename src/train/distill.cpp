@@ -2,6 +2,7 @@
 // tensors we save and restore bit-exactly), data order, evaluation, checkpoints, output.
 #include "train/distill.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <torch/torch.h>
 
@@ -116,18 +117,17 @@ BatchLosses run_batch(const TorchModel& model, const torch::Tensor& tokens, cons
     const torch::Tensor student_log_probs = torch::log_softmax(student_logits / temperature, -1);
     // KL(softmax(t/T) || softmax(s/T)) per position.
     const torch::Tensor kl = (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum(-1);
-    torch::Tensor chunk_loss = (kl * logits_mask.slice(0, begin, end)).sum() * kl_scale;
-    losses.kl += chunk_loss.item<double>();
+    const torch::Tensor kl_loss = (kl * logits_mask.slice(0, begin, end)).sum() * kl_scale;
     const torch::Tensor valid = target_valid.slice(0, begin, end);
     const auto nll_of = [&](const torch::Tensor& logits) {
       return -torch::log_softmax(logits, -1).gather(1, targets.slice(0, begin, end).unsqueeze(1)).squeeze(1);
     };
-    if (options.ce_weight != 0.0) {
-      const torch::Tensor ce = (nll_of(student_logits) * valid).sum() * (options.ce_weight / double(N));
-      losses.ce += ce.item<double>();
-      chunk_loss = chunk_loss + ce;
-    }
-    if (train) chunk_loss.backward();
+    torch::Tensor ce_loss;
+    if (options.ce_weight != 0.0)
+      ce_loss = (nll_of(student_logits) * valid).sum() * (options.ce_weight / double(N));
+    if (train) (ce_loss.defined() ? kl_loss + ce_loss : kl_loss).backward();
+    losses.kl += kl_loss.item<double>();
+    if (ce_loss.defined()) losses.ce += ce_loss.item<double>();
     if (measure) {
       torch::NoGradGuard measure_no_grad;
       const torch::Tensor nll = nll_of(student_logits.detach());
@@ -319,9 +319,19 @@ void write_distilled_model(const TorchModel& model, const fs::path& out) {
   }
 }
 
+// glibc serves a block over its mmap threshold (128 KiB at start, raised only when such a block
+// is freed) with fresh pages from mmap and unmaps them on free, so every step page-faulted its
+// megabyte-sized logits and gradient tensors in again: a third of the speed on stories260K, and
+// which of the two recipes won depended on allocation order. Freed blocks now stay in the heap.
+void keep_freed_memory_for_reuse() {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's maximum on 64-bit
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
 }  // namespace
 
 DistillResult run_distill(const DistillOptions& options, std::ostream& log_stream) {
+  keep_freed_memory_for_reuse();
   const DistributedConfig distributed = distributed_config_from_env();
   const bool rank0 = distributed.rank == 0;
   std::ostream null_stream(nullptr);
