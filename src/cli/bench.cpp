@@ -47,6 +47,7 @@ void run_prefill_bench(const BenchOptions& options) {
   io::ModelConfig config = io::load_model_config(options.model.model_dir);
   const bool compare = config.swiftkv() && checkpoint_has_teacher(options.model.model_dir, config);
   auto model = load_model(options.model, compare, /*load_student=*/true);
+  const model::KvDType kv_dtype = selected_kv_dtype(options.model);
   const size_t rss_after_load = peak_rss_bytes();
 
   std::vector<model::Path> paths;
@@ -57,11 +58,12 @@ void run_prefill_bench(const BenchOptions& options) {
   for (auto& token : prompt) token = static_cast<int32_t>(rng() % static_cast<uint64_t>(config.vocab_size));
 
   std::printf(
-      "model %s: %lld layers, SwiftKV M=%lld G=%lld, weights %s (%s), %d repeats of a %lld-token prompt\n",
+      "model %s: %lld layers, SwiftKV M=%lld G=%lld, weights %s (%s), KV cache %s, %d repeats of a %lld-token "
+      "prompt\n",
       options.model.model_dir.c_str(), (long long)config.num_hidden_layers,
       (long long)config.num_key_value_layers, (long long)config.key_value_group_size,
       format_bytes(static_cast<double>(model->weight_bytes())).c_str(), options.model.dtype.c_str(),
-      options.repeats, (long long)options.prompt_length);
+      model::kv_dtype_name(kv_dtype), options.repeats, (long long)options.prompt_length);
   std::printf("%-22s %14s %14s %16s %14s %14s\n", "path", "prefill tok/s", "best tok/s", "linear TFLOP/s",
               "decode tok/s", "KV bytes/tok");
   double baseline_rate = 0;
@@ -69,7 +71,7 @@ void run_prefill_bench(const BenchOptions& options) {
     const int64_t capacity = options.prompt_length + options.decode_tokens + 1;
     std::vector<double> times;
     for (int run = 0; run <= options.repeats; ++run) {  // run 0 warms up (primitive creation, page faults)
-      model::KvCache cache = model->make_cache(capacity, path);
+      model::KvCache cache = model->make_cache(capacity, path, kv_dtype);
       auto start = std::chrono::steady_clock::now();
       model->forward(prompt, 0, cache, path, model::Logits::Last);
       if (run > 0) times.push_back(seconds(start));
@@ -77,7 +79,7 @@ void run_prefill_bench(const BenchOptions& options) {
     std::sort(times.begin(), times.end());
     const double median = times[times.size() / 2], best = times.front();
 
-    model::KvCache cache = model->make_cache(capacity, path);
+    model::KvCache cache = model->make_cache(capacity, path, kv_dtype);
     model->forward(prompt, 0, cache, path, model::Logits::Last);
     int32_t token = prompt.back();
     auto start = std::chrono::steady_clock::now();
@@ -92,7 +94,7 @@ void run_prefill_bench(const BenchOptions& options) {
     std::printf(
         "%-22s %14.1f %14.1f %16.3f %14.2f %14lld\n", name, rate, options.prompt_length / best,
         prefill_linear_flops(config, path, static_cast<double>(options.prompt_length)) / median / 1e12,
-        decode_rate, (long long)model->kv_bytes_per_token(path));
+        decode_rate, (long long)model->kv_bytes_per_token(path, kv_dtype));
     if (path == model::Path::Teacher)
       baseline_rate = rate;
     else if (baseline_rate > 0)

@@ -1,11 +1,14 @@
 // The swiftkv program end to end: random base -> convert -> eval --against-teacher --json,
-// and the messages a user sees for the mistakes they are likely to make.
+// bench prefill's KV-cache flag, and the messages a user sees for the mistakes they are likely
+// to make.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <fstream>
 
 #include "common/files.h"
+#include "io/model_config.h"
+#include "model/model.h"
 #include "swiftkv_command.h"
 #include "test_paths.h"
 
@@ -58,6 +61,31 @@ TEST(Cli, ConvertThenEvalAgainstTheTeacherWritesJson) {
                                             " --threads 1 --json " + json_path);
   ASSERT_EQ(alone.status, 0) << alone.output;
   EXPECT_FALSE(read_json_file(json_path).contains("mean_kl"));
+}
+
+// bench prefill runs on the KV-cache dtype asked for and reports that dtype's bytes per token
+// for each path.
+TEST(Cli, BenchPrefillUsesTheKvCacheDtype) {
+  const fs::path dir = unique_dir("cli_bench_prefill");
+  const std::string model_dir = (dir / "tiny").string();
+  ASSERT_EQ(run_swiftkv_command("random-model --preset tiny --swiftkv-layers 2 --out " + model_dir).status, 0);
+  const io::ModelConfig config = io::load_model_config(model_dir);
+  for (const model::KvDType dtype : {model::KvDType::F32, model::KvDType::BF16, model::KvDType::INT8}) {
+    const std::string name = model::kv_dtype_name(dtype);
+    CommandResult bench = run_swiftkv_command("bench prefill -m " + model_dir + " --threads 1 --prompt-len 8 " +
+                                              "--repeats 1 --decode-tokens 2 --kv-cache-dtype " + name);
+    ASSERT_EQ(bench.status, 0) << bench.output;
+    EXPECT_TRUE(contains(bench.output, "KV cache " + name)) << bench.output;
+    // The rows end with the KV bytes per token: baseline (all layers), then SwiftKV.
+    for (const auto& [row, path] : {std::pair{"\nbaseline (all layers) ", model::Path::Teacher},
+                                    std::pair{"\nSwiftKV ", model::Path::SwiftKV}}) {
+      const size_t begin = bench.output.find(row);
+      ASSERT_NE(begin, std::string::npos) << bench.output;
+      const std::string line = bench.output.substr(begin + 1, bench.output.find('\n', begin + 1) - begin - 1);
+      const std::string bytes = std::to_string(model::kv_bytes_per_token(config, path, dtype));
+      EXPECT_EQ(line.substr(line.size() - bytes.size()), bytes) << name << ": " << line;
+    }
+  }
 }
 
 TEST(Cli, MistakesGiveActionableMessagesAndExitOne) {
