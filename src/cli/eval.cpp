@@ -40,6 +40,7 @@ void run_eval(const EvalOptions& options) {
   const auto sequences = runtime::eval_sequences(tokenizer, text, options.max_len);
 
   const model::Path path = selected_path(options.model);
+  const model::KvDType kv_dtype = selected_kv_dtype(options.model);  // the model's and the teacher's
   auto model = load_model(options.model, options.against_teacher || path == model::Path::Teacher);
   if (options.against_teacher && !model->config().swiftkv())
     throw Error(options.model.model_dir +
@@ -54,16 +55,16 @@ void run_eval(const EvalOptions& options) {
     teacher_options.model_dir = options.teacher_dir;
     teacher_options.swiftkv = "on";
     teacher_model = load_model(teacher_options, /*load_teacher=*/false);
-    teacher.emplace(runtime::ScoredModel{*teacher_model, model::Path::SwiftKV});
+    teacher.emplace(runtime::ScoredModel{*teacher_model, model::Path::SwiftKV, kv_dtype});
     teacher_name = options.teacher_dir;
   } else if (options.against_teacher) {
-    teacher.emplace(runtime::ScoredModel{*model, model::Path::Teacher});
+    teacher.emplace(runtime::ScoredModel{*model, model::Path::Teacher, kv_dtype});
     teacher_name = "same checkpoint, SwiftKV off";
   }
 
   int64_t next_report = 0;
   const runtime::EvalResult result =
-      runtime::evaluate({*model, path}, sequences, teacher, [&](int64_t done, int64_t total, int64_t tokens) {
+      runtime::evaluate({*model, path, kv_dtype}, sequences, teacher, [&](int64_t done, int64_t total, int64_t tokens) {
         if (done * 20 < next_report * total && done != total) return;  // about every 5%
         next_report = done * 20 / total + 1;
         std::fprintf(stderr, "\r%lld/%lld sequences, %lld tokens", (long long)done, (long long)total,
@@ -82,15 +83,17 @@ void run_eval(const EvalOptions& options) {
     std::printf("top-1 agreement:        %.5f\n", result.top1_agreement);
     std::printf("mean KL(teacher||model): %.6f nats/token\n", result.mean_kl);
   }
-  std::printf("%lld sequences (max %lld tokens) in %.1f s, %.0f tokens/s, %s, %d threads\n",
+  std::printf("%lld sequences (max %lld tokens) in %.1f s, %.0f tokens/s, %s, KV cache %s, %d threads\n",
               (long long)result.sequences, (long long)options.max_len, result.seconds,
               static_cast<double>(result.tokens) / result.seconds, options.model.dtype.c_str(),
+              model::kv_dtype_name(kv_dtype),
               options.model.threads > 0 ? options.model.threads
                                         : static_cast<int>(std::thread::hardware_concurrency()));
 
   if (!options.json_out.empty()) {
     nlohmann::json out = {{"model", options.model.model_dir}, {"data", options.data},
                           {"dtype", options.model.dtype},     {"swiftkv", options.model.swiftkv},
+                          {"kv_cache_dtype", model::kv_dtype_name(kv_dtype)},
                           {"max_len", options.max_len},       {"sequences", result.sequences},
                           {"tokens", result.tokens},          {"mean_nll", result.mean_nll},
                           {"perplexity", result.perplexity},  {"seconds", result.seconds}};

@@ -90,9 +90,9 @@ EvalResult evaluate(const ScoredModel& model, const std::vector<std::vector<int3
   for (const std::vector<int32_t>& ids : sequences) {
     if (ids.size() < 2) continue;
     const std::span<const int32_t> inputs = std::span<const int32_t>(ids).first(ids.size() - 1);
-    const std::vector<float> logits = sequence_logits(model.model, inputs, model.path);
+    const std::vector<float> logits = sequence_logits(model.model, inputs, model.path, model.kv_dtype);
     std::vector<float> teacher_logits;
-    if (teacher) teacher_logits = sequence_logits(teacher->model, inputs, teacher->path);
+    if (teacher) teacher_logits = sequence_logits(teacher->model, inputs, teacher->path, teacher->kv_dtype);
     for (size_t t = 0; t < inputs.size(); ++t) {
       const std::span<const float> row = std::span<const float>(logits).subspan(t * vocab, vocab);
       nll -= log_softmax_at(row, ids[t + 1]);

@@ -26,10 +26,12 @@ std::string read_eval_text(const std::filesystem::path& path);
 std::vector<std::vector<int32_t>> eval_sequences(const tokenizer::Tokenizer& tokenizer, std::string_view text,
                                                  int64_t max_len);
 
-// A model and the path it runs (Path::Teacher: the same checkpoint with SwiftKV off).
+// A model, the path it runs (Path::Teacher: the same checkpoint with SwiftKV off) and the
+// element type of its KV cache.
 struct ScoredModel {
   const model::Model& model;
   model::Path path;
+  model::KvDType kv_dtype = model::KvDType::F32;
 };
 
 struct EvalResult {

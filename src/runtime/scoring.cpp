@@ -42,9 +42,9 @@ std::vector<std::pair<int32_t, float>> LogSoftmax::top(int32_t n) const {
 double log_softmax_at(std::span<const float> logits, int32_t token) { return LogSoftmax(logits).at(token); }
 
 std::vector<float> sequence_logits(const model::Model& model, std::span<const int32_t> tokens,
-                                   model::Path path) {
+                                   model::Path path, model::KvDType kv_dtype) {
   if (tokens.empty()) return {};
-  model::KvCache cache = model.make_cache(static_cast<int64_t>(tokens.size()), path);
+  model::KvCache cache = model.make_cache(static_cast<int64_t>(tokens.size()), path, kv_dtype);
   return model.forward(tokens, 0, cache, path, model::Logits::All);
 }
 

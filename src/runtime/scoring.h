@@ -11,11 +11,11 @@
 
 namespace swiftkv::runtime {
 
-// Logits (T, vocab) of every position of `tokens` in the training form: row t is the
-// distribution of the token after tokens[0..t]. The one scoring forward that token_logprobs and
-// eval (runtime/eval.h) share.
+// Logits (T, vocab) of every position of `tokens` in the training form, over a KV cache of
+// `kv_dtype`: row t is the distribution of the token after tokens[0..t]. The one scoring forward
+// that token_logprobs and eval (runtime/eval.h) share.
 std::vector<float> sequence_logits(const model::Model& model, std::span<const int32_t> tokens,
-                                   model::Path path);
+                                   model::Path path, model::KvDType kv_dtype = model::KvDType::F32);
 
 // log p(tokens[t] | tokens[0..t-1]) for t = 1..T-1 (T-1 values), in float64.
 std::vector<double> token_logprobs(const model::Model& model, std::span<const int32_t> tokens,

@@ -1,5 +1,5 @@
 // The swiftkv program end to end: random base -> convert -> eval --against-teacher --json,
-// bench prefill's KV-cache flag, and the messages a user sees for the mistakes they are likely
+// eval's and bench prefill's KV-cache flag, and the messages a user sees for the mistakes they are likely
 // to make.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -55,6 +55,20 @@ TEST(Cli, ConvertThenEvalAgainstTheTeacherWritesJson) {
   EXPECT_EQ(result["tokens"], 33 + 39);
   EXPECT_GE(result["mean_kl"].get<double>(), 0.0);
   EXPECT_NEAR(result["perplexity"].get<double>(), std::exp(result["mean_nll"].get<double>()), 1e-9);
+  EXPECT_EQ(result["kv_cache_dtype"], "f32");  // auto with --dtype f32
+
+  // --kv-cache-dtype int8 scores over an int8 KV cache: close to f32, not the same.
+  CommandResult int8 = run_swiftkv_command("eval -m " + out + " --data " + (dir / "data.txt").string() +
+                                           " --against-teacher --dtype f32 --kv-cache-dtype int8 --threads 1 " +
+                                           "--json " + (dir / "int8.json").string());
+  ASSERT_EQ(int8.status, 0) << int8.output;
+  const nlohmann::json quantized = read_json_file(dir / "int8.json");
+  EXPECT_EQ(quantized["kv_cache_dtype"], "int8");
+  for (const char* field : {"mean_nll", "teacher_mean_nll"}) {
+    const double exact = result[field].get<double>(), int8_nll = quantized[field].get<double>();
+    EXPECT_NE(int8_nll, exact) << field;
+    EXPECT_NEAR(int8_nll, exact, 0.02 * exact) << field;
+  }
 
   // Evaluating the base alone: no teacher fields.
   CommandResult alone = run_swiftkv_command("eval -m " + base + " --data " + (dir / "data.txt").string() +
