@@ -119,19 +119,20 @@ BatchLosses run_batch(const TorchModel& model, const torch::Tensor& tokens, cons
     const torch::Tensor kl = (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum(-1);
     const torch::Tensor kl_loss = (kl * logits_mask.slice(0, begin, end)).sum() * kl_scale;
     const torch::Tensor valid = target_valid.slice(0, begin, end);
-    const auto nll_of = [&](const torch::Tensor& logits) {
-      return -torch::log_softmax(logits, -1).gather(1, targets.slice(0, begin, end).unsqueeze(1)).squeeze(1);
-    };
+    // The student's NLL of each position's next token: for the CE term and the measurements.
+    torch::Tensor nll;
+    if (options.ce_weight != 0.0 || measure)
+      nll = -torch::log_softmax(student_logits, -1)
+                 .gather(1, targets.slice(0, begin, end).unsqueeze(1))
+                 .squeeze(1);
     torch::Tensor ce_loss;
-    if (options.ce_weight != 0.0)
-      ce_loss = (nll_of(student_logits) * valid).sum() * (options.ce_weight / double(N));
+    if (options.ce_weight != 0.0) ce_loss = (nll * valid).sum() * (options.ce_weight / double(N));
     if (train) (ce_loss.defined() ? kl_loss + ce_loss : kl_loss).backward();
     losses.kl += kl_loss.item<double>();
     if (ce_loss.defined()) losses.ce += ce_loss.item<double>();
     if (measure) {
       torch::NoGradGuard measure_no_grad;
-      const torch::Tensor nll = nll_of(student_logits.detach());
-      losses.nll_sum += (nll * valid).sum().item<double>();
+      losses.nll_sum += (nll.detach() * valid).sum().item<double>();
       losses.nll_count += int64_t(valid.sum().item<double>());
       losses.agree += (student_logits.argmax(-1) == teacher_logits.argmax(-1)).sum().item<int64_t>();
     }
