@@ -88,7 +88,6 @@ class Scheduler {
   void finish(uint64_t id);
 
   const Sequence& sequence(uint64_t id) const;
-  bool contains(uint64_t id) const { return sequences_.contains(id); }
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
   int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
   const BlockManager& blocks() const { return blocks_; }
