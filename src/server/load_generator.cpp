@@ -117,10 +117,8 @@ std::vector<std::string> SseParser::feed(std::string_view bytes) {
 
 std::vector<std::string> SseParser::finish() {
   std::vector<std::string> events;
-  line_.clear();
-  if (has_data_) events.push_back(std::move(data_));
-  data_.clear();
-  has_data_ = false;
+  line_.clear();  // an unterminated last line is dropped; the stream's end ends the event
+  end_line(events);
   return events;
 }
 
