@@ -347,7 +347,7 @@ std::vector<float> Model::forward(std::span<const SequenceStep> steps, KvPool& p
       tokens.push_back(token);
       positions.push_back(static_cast<int32_t>(step.start_position + i));
     }
-    const int64_t kept = step.logits == Logits::All ? count : step.logits == Logits::Last ? 1 : 0;
+    const int64_t kept = logits_rows(step.logits, count);
     if (kept > 0) kept_segments.push_back({static_cast<int64_t>(kept_rows.size()), kept, step.block_table});
     for (int64_t i = count - kept; i < count; ++i) kept_rows.push_back(first_row + i);
   }

@@ -42,6 +42,11 @@ struct LoadOptions {
 
 enum class Logits { None, Last, All };
 
+// The logits rows a step of `tokens` positions returns: every position's, the last one's, or none.
+inline int64_t logits_rows(Logits logits, int64_t tokens) {
+  return logits == Logits::All ? tokens : logits == Logits::Last ? 1 : 0;
+}
+
 // One sequence's part of a batched step: `tokens` at positions start_position.., whose KV
 // lives in the pool blocks of `block_table` (which must cover every position written).
 struct SequenceStep {

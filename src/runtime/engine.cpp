@@ -76,7 +76,13 @@ TokenLogprob token_logprob(std::span<const float> row, int32_t token, int32_t to
   return result;
 }
 
-EngineOptions resolved(EngineOptions options, const model::Model& model) {
+// The options with the defaults filled in and checked, and the KV pool's size in blocks.
+struct ResolvedOptions {
+  EngineOptions options;
+  int64_t num_blocks;
+};
+
+ResolvedOptions resolved(EngineOptions options, const model::Model& model) {
   const auto& config = model.config();
   const bool max_model_len_given = options.max_model_len != 0;
   if (!max_model_len_given) options.max_model_len = config.max_position_embeddings;
@@ -97,15 +103,15 @@ EngineOptions resolved(EngineOptions options, const model::Model& model) {
   if (options.kv_cache_bytes == 0)
     options.kv_cache_bytes =
         std::min(kMaxDefaultKvCacheBytes, options.max_num_seqs * options.max_model_len * token_bytes);
-  if (options.kv_cache_bytes / token_bytes < options.block_size)
+  const int64_t num_blocks = options.kv_cache_bytes / (options.block_size * token_bytes);
+  if (num_blocks == 0)
     throw Error("a KV cache of " + std::to_string(options.kv_cache_bytes) + " bytes holds no block of " +
                 std::to_string(options.block_size) + " tokens (" +
                 std::to_string(options.block_size * token_bytes) + " bytes with this model and KV dtype)");
   // Like vLLM: one request of max_model_len tokens must fit in the pool, or it would be advertised
   // and then refused forever. A defaulted length shrinks to the pool; a given one is an error.
   // (A request's last token never has its KV written: a pool of N tokens holds N + 1.)
-  const int64_t longest =
-      options.kv_cache_bytes / (options.block_size * token_bytes) * options.block_size + 1;
+  const int64_t longest = num_blocks * options.block_size + 1;
   if (options.max_model_len > longest) {
     if (max_model_len_given)
       throw Error("max_model_len " + std::to_string(options.max_model_len) +
@@ -116,22 +122,21 @@ EngineOptions resolved(EngineOptions options, const model::Model& model) {
                   "--max-model-len");
     options.max_model_len = longest;
   }
-  return options;
+  return {options, num_blocks};
 }
 
 }  // namespace
 
 struct Engine::Impl {
   Impl(const model::Model& model, const tokenizer::Tokenizer& tokenizer, const EngineOptions& requested)
+      : Impl(model, tokenizer, resolved(requested, model)) {}
+  Impl(const model::Model& model, const tokenizer::Tokenizer& tokenizer, const ResolvedOptions& resolved_options)
       : model(model),
         tokenizer(tokenizer),
-        options(resolved(requested, model)),
+        options(resolved_options.options),
         vocab_size(static_cast<int32_t>(model.config().vocab_size)),
         skips_layers(options.path == model::Path::SwiftKV && model.config().swiftkv()),
-        pool(model.make_pool(
-            options.kv_cache_bytes /
-                (options.block_size * model.kv_bytes_per_token(options.path, options.kv_dtype)),
-            options.block_size, options.path, options.kv_dtype)),
+        pool(model.make_pool(resolved_options.num_blocks, options.block_size, options.path, options.kv_dtype)),
         scheduler(SchedulerOptions{pool.num_blocks(), options.block_size, options.max_num_batched_tokens,
                                    options.max_num_seqs, options.enable_prefix_caching,
                                    std::max<int64_t>(1, kMaxAllLogitsFloats / vocab_size)}) {
@@ -279,10 +284,7 @@ void Engine::Impl::run(const SchedulerOutput& scheduled, std::vector<Event>& eve
     ActiveRequest& request = *requests.at(chunk.id);
     count_prompt_tokens(chunk, request.prompt_tokens());
     take_logits(request, chunk, rows, events);
-    const int64_t count = chunk.logits == model::Logits::All    ? chunk.end - chunk.begin
-                          : chunk.logits == model::Logits::Last ? 1
-                                                                : 0;
-    rows += count * vocab_size;
+    rows += model::logits_rows(chunk.logits, chunk.end - chunk.begin) * vocab_size;
   }
 }
 
@@ -292,9 +294,7 @@ void Engine::Impl::count_prompt_tokens(const ScheduledChunk& chunk, int64_t prom
   counters.prompt_tokens += prompt_end - chunk.begin;
   if (!skips_layers) return;
   // Rows with logits ran every layer: all of them, or the chunk's last.
-  const int64_t first_with_logits = chunk.logits == model::Logits::All    ? chunk.begin
-                                    : chunk.logits == model::Logits::Last ? chunk.end - 1
-                                                                          : chunk.end;
+  const int64_t first_with_logits = chunk.end - model::logits_rows(chunk.logits, chunk.end - chunk.begin);
   counters.prompt_tokens_skipped += std::min(prompt_end, first_with_logits) - chunk.begin;
 }
 
@@ -313,7 +313,7 @@ void Engine::Impl::take_logits(ActiveRequest& request, const ScheduledChunk& chu
           prompt[static_cast<size_t>(position)], top_n);
   }
   if (chunk.end == static_cast<int64_t>(scheduler.sequence(request.id).tokens.size())) {
-    const int64_t last_row = chunk.logits == model::Logits::All ? chunk.end - chunk.begin - 1 : 0;
+    const int64_t last_row = model::logits_rows(chunk.logits, chunk.end - chunk.begin) - 1;
     sample(request, std::span<float>(rows + static_cast<size_t>(last_row) * vocab, vocab), events);
   }
 }
