@@ -79,13 +79,12 @@ void run_inspect(const std::string& model_dir) {
   const bool swiftkv = config.swiftkv();
   for (model::Path path : {model::Path::SwiftKV, model::Path::Teacher}) {
     if (path == model::Path::Teacher && !swiftkv) break;  // a plain model has one path
-    const int64_t caches = path == model::Path::Teacher ? L : config.num_kv_caches();
     std::printf("  %-24s", path == model::Path::Teacher ? "teacher (--swiftkv off)"
                            : swiftkv                    ? "SwiftKV"
                                                         : "model");
     for (model::KvDType dtype : {model::KvDType::F32, model::KvDType::BF16, model::KvDType::INT8})
       std::printf(" %-10s", format_bytes(double(model::kv_bytes_per_token(config, path, dtype))).c_str());
-    std::printf(" (%lld caches)\n", (long long)caches);
+    std::printf(" (%lld caches)\n", (long long)model::num_kv_caches(config, path));
   }
 }
 

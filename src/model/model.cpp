@@ -186,13 +186,9 @@ bool Model::has_teacher() const {
 
 bool Model::has_student() const { return !config_.swiftkv() || swiftkv_kv_.has_value(); }
 
-namespace {
-
 int64_t num_kv_caches(const io::ModelConfig& config, Path path) {
   return path == Path::Teacher ? config.num_hidden_layers : config.num_kv_caches();
 }
-
-}  // namespace
 
 int64_t kv_bytes_per_token(const io::ModelConfig& config, Path path, KvDType dtype) {
   return num_kv_caches(config, path) *

@@ -56,6 +56,9 @@ struct SequenceStep {
   Logits logits = Logits::Last;  // None: a prompt chunk that is not the prompt's last
 };
 
+// Physical KV caches `path` of a model with `config` keeps (SwiftKV: M + (L - M) / G; teacher: L).
+int64_t num_kv_caches(const io::ModelConfig& config, Path path);
+
 // KV-cache bytes one token takes on `path` of a model with `config` (every physical cache, int8
 // scales included), without loading it.
 int64_t kv_bytes_per_token(const io::ModelConfig& config, Path path, KvDType dtype);
