@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "server/openai_responses.h"
@@ -42,7 +43,9 @@ struct CompletionJob {
     close();
   }
 
-  bool finished() const { return unfinished == 0; }
+  bool finished() const {
+    return std::ranges::all_of(choices, [](const ChoiceBuilder& choice) { return choice.finished(); });
+  }
 
   // The response is complete (or will never be): shutdown need not wait for it any longer.
   void close() {
@@ -76,7 +79,6 @@ struct CompletionJob {
                             : -1;
     service.metrics_.request_finished(event.output.finish_reason, seconds(event.time - arrival), tpot);
     service.release(engine_ids.at(event.choice), true);
-    --unfinished;
   }
 
   Json usage() const {
@@ -121,7 +123,6 @@ struct CompletionJob {
   std::vector<Clock::time_point> first_token_time;
   Clock::time_point arrival = Clock::now();
   bool admitted = false;  // counted in the service's requests in flight
-  size_t unfinished = 0;
   bool opened = false;
   bool closed = false;
 };
@@ -175,7 +176,6 @@ void CompletionService::serve(CompletionRequest request, httplib::Response& resp
     ++open_jobs_;
   }
   job->admitted = true;  // from here on the job releases what it reserved
-  job->unfinished = job->choices.size();
   for (size_t i = 0; i < job->choices.size(); ++i) {
     runtime::EngineRequest engine_request = job->request.engine;
     engine_request.prompt = job->request.prompts[i].ids;
