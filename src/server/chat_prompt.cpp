@@ -43,7 +43,7 @@ Json checked_messages(const Json* messages) {
 }
 
 // Template variables are plain JSON (the renderer's type); the request keeps the client's key order.
-nlohmann::json plain(const Json& json) { return nlohmann::json::parse(json.dump()); }
+nlohmann::json plain(const Json& json) { return nlohmann::json(json); }
 
 }  // namespace
 
