@@ -72,9 +72,11 @@ Json LogprobsBuilder::add(const std::vector<runtime::TokenLogprob>& entries) {
   for (const runtime::TokenLogprob& entry : entries) {
     // Alternatives first: their texts continue the text before this token.
     std::vector<std::pair<std::string, float>> alternatives;
-    for (const auto& [id, logprob] : entry.top) alternatives.emplace_back(texts_.alternative(id), logprob);
     bool chosen_in_top = false;
-    for (const auto& [id, logprob] : entry.top) chosen_in_top |= id == entry.token;
+    for (const auto& [id, logprob] : entry.top) {
+      alternatives.emplace_back(texts_.alternative(id), logprob);
+      chosen_in_top |= id == entry.token;
+    }
     const std::string chosen_text = texts_.next(entry.token);
     if (endpoint_ == Endpoint::ChatCompletions) {
       Json top = Json::array();
