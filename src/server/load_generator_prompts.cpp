@@ -42,12 +42,15 @@ class TextSampler {
     return tokenizer::sanitize_utf8(tokenizer_.decode(ids));  // sampled byte tokens can split a character
   }
 
-  // `prefix` followed by random text, `target` tokens in all when the re-encoding converges (it nearly
-  // always does within a few rounds); the prompt's actual count otherwise.
-  Prompt sample(const std::string& prefix, int64_t target, std::mt19937_64& rng) const {
-    std::vector<int32_t> body = draw(std::max<int64_t>(target - count(prefix), 0), rng);
+  // `prefix` (a text and its token count) followed by random text, `body_tokens` more in all when
+  // the re-encoding converges (it nearly always does within a few rounds); the prompt's actual
+  // count otherwise.
+  Prompt sample(const Prompt& prefix, int64_t body_tokens, std::mt19937_64& rng) const {
+    const std::string& prefix_text = std::get<std::string>(prefix.content);
+    const int64_t target = prefix.num_tokens + body_tokens;
+    std::vector<int32_t> body = draw(body_tokens, rng);
     for (int round = 0;; ++round) {
-      std::string text = prefix + decode(body);
+      std::string text = prefix_text + decode(body);
       const int64_t tokens = count(text);
       if (tokens == target || round == kMaxRounds || (tokens > target && body.empty()))
         return {std::move(text), tokens};
@@ -114,13 +117,13 @@ std::vector<Prompt> token_id_prompts(const PromptOptions& options, std::mt19937_
 std::vector<Prompt> tokenizer_prompts(const PromptOptions& options, std::mt19937_64& rng) {
   const auto tokenizer = tokenizer::Tokenizer::from_dir(options.tokenizer_dir);
   const TextSampler sampler(tokenizer);
-  const std::string prefix = options.prefix_len > 0
-                                 ? std::get<std::string>(sampler.sample("", options.prefix_len, rng).content)
-                                 : "";
+  Prompt prefix{std::string(), 0};
+  if (options.prefix_len > 0) prefix = sampler.sample(prefix, options.prefix_len, rng);
+  const std::string& prefix_text = std::get<std::string>(prefix.content);
   std::vector<Prompt> prompts;
   if (options.dataset_path.empty()) {
-    const int64_t target = sampler.count(prefix) + options.input_len;
-    for (int64_t i = 0; i < options.num_prompts; ++i) prompts.push_back(sampler.sample(prefix, target, rng));
+    for (int64_t i = 0; i < options.num_prompts; ++i)
+      prompts.push_back(sampler.sample(prefix, options.input_len, rng));
     return prompts;
   }
   for (const std::string& paragraph :
@@ -128,7 +131,7 @@ std::vector<Prompt> tokenizer_prompts(const PromptOptions& options, std::mt19937
     std::vector<int32_t> ids = tokenizer.encode(paragraph, /*add_special_tokens=*/false);
     if (static_cast<int64_t>(ids.size()) > options.input_len)
       ids.resize(static_cast<size_t>(options.input_len));
-    std::string text = prefix + sampler.decode(ids);
+    std::string text = prefix_text + sampler.decode(ids);
     const int64_t tokens = sampler.count(text);
     prompts.push_back({std::move(text), tokens});
   }
