@@ -59,9 +59,7 @@ struct ActiveRequest {
   StopChecker stop_checker;
   tokenizer::StreamDecoder decoder;
   std::vector<TokenLogprob> prompt_logprobs;  // by position, filled in as prompt chunks are computed
-  int64_t generated_tokens = 0;
   int64_t cached_prompt_tokens = 0;
-  bool started = false;  // its first event is out
 };
 
 struct Event {
@@ -330,15 +328,14 @@ void Engine::Impl::sample(ActiveRequest& request, std::span<float> row, std::vec
       request.sampler.sample(row, tokens.first(static_cast<size_t>(request.prompt_tokens())),
                              tokens.subspan(static_cast<size_t>(request.prompt_tokens())));
   scheduler.append_token(request.id, token);
-  ++request.generated_tokens;
+  const int64_t generated = sequence.num_generated();
   ++counters.generation_tokens;
-  output.generated_tokens = request.generated_tokens;
+  output.generated_tokens = generated;
   output.tokens.push_back(token);
   if (params.logprobs >= 0) output.logprobs.push_back(token_logprob(raw, token, params.logprobs));
-  if (!request.started) {
+  if (generated == 1) {  // the request's first event
     output.prompt_logprobs = std::move(request.prompt_logprobs);
     output.cached_prompt_tokens = request.cached_prompt_tokens = sequence.cached_tokens;
-    request.started = true;
   }
 
   FinishReason reason = FinishReason::None;
@@ -349,7 +346,7 @@ void Engine::Impl::sample(ActiveRequest& request, std::span<float> row, std::vec
     if (request.stop_checker.stopped()) {
       reason = FinishReason::Stop;
       output.stop_reason = request.stop_checker.stop_string();
-    } else if (request.generated_tokens >= params.max_tokens) {
+    } else if (generated >= params.max_tokens) {
       reason = FinishReason::Length;
     }
   }
@@ -374,7 +371,7 @@ RequestOutput Engine::Impl::output_for(const ActiveRequest& request) const {
   RequestOutput output;
   output.request_id = request.id;
   output.prompt_tokens = request.prompt_tokens();
-  output.generated_tokens = request.generated_tokens;
+  output.generated_tokens = scheduler.sequence(request.id).num_generated();
   output.cached_prompt_tokens = request.cached_prompt_tokens;
   return output;
 }
